@@ -1,0 +1,6 @@
+//! jitgate-agent: the runner-host daemon. Kernel redirect ([`bpf`]), workload identity
+//! ([`identity`]), PostgreSQL interception ([`pgwire`], [`proxy`]), statement policy ([`policy`]),
+//! result masking ([`masking`]) and audit delivery ([`audit`]).
+
+pub mod audit;
+pub mod bpf;

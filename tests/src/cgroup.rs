@@ -1,0 +1,1 @@
+//! cgroup v2 guards (owned by the kernel-side work).
