@@ -1,9 +1,14 @@
 //! Types and map names shared by the kernel programs (`jitgate-ebpf`) and the agent.
 //!
-//! Everything here is `#[repr(C)]` plain data with explicit padding so the kernel and userspace
-//! agree byte for byte. Addresses are stored as the kernel hands them to `bpf_sock_addr` /
-//! `bpf_sock_ops` programs: IPv4 and IPv6 addresses in **network byte order** inside `u32` words,
-//! ports in **host byte order** (converted by the kernel programs), so userspace never guesses.
+//! Everything here is `#[repr(C)]` plain data without implicit padding (checked at compile time
+//! below) so the kernel and userspace agree byte for byte. Addresses are stored as the kernel
+//! hands them to `bpf_sock_addr` / `bpf_sock_ops` programs: IPv4 and IPv6 addresses in **network
+//! byte order** inside `u32` words (so `u32::from_ne_bytes(ip.octets())` on the host), ports in
+//! **host byte order** (converted by the kernel programs), so userspace never guesses.
+//!
+//! IPv4-mapped IPv6 (`::ffff:a.b.c.d`): [`MAP_PROTECTED`] keys and [`TupleKey`]s are always the
+//! plain [`AF_INET`] form; [`ConnInfo::original`] keeps exactly what the client asked for (an
+//! [`AF_INET6`] mapped address when an IPv6 socket connected to an IPv4 destination).
 #![no_std]
 
 /// `AF_INET`, as in `<sys/socket.h>`.
@@ -20,6 +25,20 @@ pub const MAP_BY_COOKIE: &str = "BY_COOKIE";
 /// Name of the LRU map `TupleKey -> ConnInfo`, written by `sock_ops` once the client's source
 /// address is known; the agent reads it with the accepted socket's peer address.
 pub const MAP_BY_TUPLE: &str = "BY_TUPLE";
+
+/// Value stored in [`MAP_PROTECTED`] for a protected destination (the kernel only tests presence).
+pub const PROTECTED_VALUE: u8 = 1;
+
+/// Program `cgroup/connect4`: redirects IPv4 connects to protected destinations.
+pub const PROG_CONNECT4: &str = "connect4";
+/// Program `cgroup/connect6`: redirects IPv6 (and IPv4-mapped) connects to protected destinations.
+pub const PROG_CONNECT6: &str = "connect6";
+/// Program `sockops`: copies the `BY_COOKIE` entry to `BY_TUPLE` when the client's source address is known.
+pub const PROG_SOCK_OPS: &str = "sock_ops";
+/// Program `cgroup/getpeername4`: shows IPv4 clients their original destination.
+pub const PROG_GETPEERNAME4: &str = "getpeername4";
+/// Program `cgroup/getpeername6`: shows IPv6 clients their original destination.
+pub const PROG_GETPEERNAME6: &str = "getpeername6";
 
 /// Capacity of the connection maps (entries). LRU: the oldest entries fall out first.
 pub const CONN_MAP_ENTRIES: u32 = 65_536;
@@ -42,6 +61,43 @@ pub struct SockAddr {
     pub addr: [u32; 4],
     /// Port, host byte order (only the low 16 bits are used).
     pub port: u32,
+}
+
+impl SockAddr {
+    /// An IPv4 address: `addr_be` in network byte order, `port` in host byte order.
+    pub const fn v4(addr_be: u32, port: u16) -> Self {
+        Self {
+            family: AF_INET,
+            addr: [addr_be, 0, 0, 0],
+            port: port as u32,
+        }
+    }
+
+    /// An IPv6 address: `words` in network byte order, `port` in host byte order.
+    pub const fn v6(words: [u32; 4], port: u16) -> Self {
+        Self {
+            family: AF_INET6,
+            addr: words,
+            port: port as u32,
+        }
+    }
+
+    /// If `words` (network byte order) is an IPv4-mapped IPv6 address `::ffff:a.b.c.d`, the IPv4
+    /// address `a.b.c.d` in network byte order.
+    pub const fn v4_mapped(words: [u32; 4]) -> Option<u32> {
+        // `::ffff:` is the bytes 00 00 ff ff in the third word, whatever the host's byte order.
+        let ffff = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+        if words[0] == 0 && words[1] == 0 && words[2] == ffff {
+            Some(words[3])
+        } else {
+            None
+        }
+    }
+
+    /// The IPv4-mapped IPv6 words `::ffff:a.b.c.d` for `addr_be` (network byte order).
+    pub const fn map_v4(addr_be: u32) -> [u32; 4] {
+        [0, 0, u32::from_ne_bytes([0, 0, 0xff, 0xff]), addr_be]
+    }
 }
 
 /// The agent's configuration as the kernel programs see it (array map [`MAP_AGENT_CONFIG`], index 0).
@@ -99,9 +155,18 @@ pub struct TupleKey {
     pub client: SockAddr,
 }
 
+// The layouts the kernel programs and the agent rely on; a change here is a map format change.
+const _: () = {
+    assert!(core::mem::size_of::<SockAddr>() == 24);
+    assert!(core::mem::size_of::<AgentConfig>() == 56);
+    assert!(core::mem::size_of::<ProcessFacts>() == 40);
+    assert!(core::mem::size_of::<ConnInfo>() == 72);
+    assert!(core::mem::size_of::<TupleKey>() == 24);
+};
+
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: all four types are `#[repr(C)]`, `Copy`, contain only integers and integer arrays,
+    // SAFETY: all five types are `#[repr(C)]`, `Copy`, contain only integers and integer arrays,
     // and have no implicit padding (every field is 4-byte or 8-byte aligned with sizes that
     // are multiples of 8 where a u64 follows), so any bit pattern is a valid value.
     unsafe impl aya::Pod for super::SockAddr {}
