@@ -1,1 +1,25 @@
-fn main() {}
+//! `jitgate-collector`: the audit collector daemon. See [`jitgate_collector::daemon`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use jitgate_collector::daemon::{CollectorArgs, run};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = CollectorArgs::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %jitgate_collector::report(&err), "collector failed");
+            ExitCode::FAILURE
+        }
+    }
+}

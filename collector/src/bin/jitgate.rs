@@ -1,1 +1,26 @@
-fn main() {}
+//! `jitgate`: the security team's command line over the collector's query API. See
+//! [`jitgate_collector::cli`].
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use jitgate_collector::cli::{Cli, run};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("jitgate: {}", jitgate_collector::report(&err));
+            ExitCode::FAILURE
+        }
+    }
+}

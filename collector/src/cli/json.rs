@@ -1,0 +1,134 @@
+//! JSON-lines output of the `jitgate` CLI (`--json`): one object per session or event, for
+//! `jq` and scripts. Field names follow `audit.proto`; times are given both as RFC 3339 strings
+//! (`started`, `time`) and as the raw microseconds; enums as lowercase names.
+
+use std::io::{self, Write};
+
+use jitgate_proto::audit::v1::{Event, Identity, Process, SessionSummary, event::Kind};
+use serde_json::{Value, json};
+
+use super::format_time;
+use crate::storage::{decision_name, kind_name};
+
+/// Writes one JSON object per session.
+///
+/// # Errors
+/// The writer's I/O error.
+pub fn write_sessions(out: &mut dyn Write, sessions: &[SessionSummary]) -> io::Result<()> {
+    for s in sessions {
+        let ended = (s.ended_unix_us != 0).then(|| format_time(s.ended_unix_us));
+        let object = json!({
+            "session_id": s.session_id,
+            "started": format_time(s.started_unix_us),
+            "started_unix_us": s.started_unix_us,
+            "ended": ended,
+            "ended_unix_us": s.ended_unix_us,
+            "agent_host": s.agent_host,
+            "identity": s.identity.as_ref().map(identity),
+            "process": s.process.as_ref().map(process),
+            "target": s.target,
+            "database": s.database,
+            "upstream_user": s.upstream_user,
+            "statements": s.statements,
+            "denied": s.denied,
+            "refused": s.refused,
+            "refused_reason": s.refused_reason,
+        });
+        writeln!(out, "{object}")?;
+    }
+    Ok(())
+}
+
+/// Writes one JSON object per event; the kind's fields are under a key named after the kind
+/// (`statement`, `session_started`, ...).
+///
+/// # Errors
+/// The writer's I/O error.
+pub fn write_events(out: &mut dyn Write, events: &[Event]) -> io::Result<()> {
+    for e in events {
+        let kind = kind_name(e.kind.as_ref());
+        let mut object = json!({
+            "event_id": e.event_id,
+            "session_id": e.session_id,
+            "seq": e.seq,
+            "time": format_time(e.time_unix_us),
+            "time_unix_us": e.time_unix_us,
+            "agent_host": e.agent_host,
+            "kind": kind,
+        });
+        if let (Some(body), Some(map)) = (e.kind.as_ref().map(kind_body), object.as_object_mut()) {
+            map.insert(kind.to_owned(), body);
+        }
+        writeln!(out, "{object}")?;
+    }
+    Ok(())
+}
+
+fn kind_body(kind: &Kind) -> Value {
+    match kind {
+        Kind::SessionStarted(s) => json!({
+            "identity": s.identity.as_ref().map(identity),
+            "process": s.process.as_ref().map(process),
+            "target": s.target,
+            "database": s.database,
+            "user": s.user,
+            "upstream_user": s.upstream_user,
+            "client_addr": s.client_addr,
+        }),
+        Kind::SessionRefused(r) => json!({
+            "process": r.process.as_ref().map(process),
+            "target": r.target,
+            "reason": r.reason,
+            "sqlstate": r.sqlstate,
+        }),
+        Kind::SessionEnded(e) => json!({
+            "reason": e.reason,
+            "statements": e.statements,
+            "denied": e.denied,
+        }),
+        Kind::Statement(s) => json!({
+            "text": s.text,
+            "protocol": s.protocol,
+            "kinds": s.kinds,
+            "tables": s.tables,
+            "decision": decision_name(s.decision()),
+            "rule": s.rule,
+            "reason": s.reason,
+            "rows": s.rows,
+            "masked_cells": s.masked_cells,
+            "command_tag": s.command_tag,
+            "sqlstate": s.sqlstate,
+            "duration_us": s.duration_us,
+        }),
+    }
+}
+
+fn identity(i: &Identity) -> Value {
+    json!({
+        "issuer": i.issuer,
+        "subject": i.subject,
+        "audience": i.audience,
+        "tenant_id": i.tenant_id,
+        "object_id": i.object_id,
+        "app_id": i.app_id,
+        "roles": i.roles,
+        "identity_type": i.identity_type,
+        "repository": i.repository,
+        "git_ref": i.git_ref,
+        "workflow": i.workflow,
+        "run_id": i.run_id,
+        "expires_at": i.expires_at,
+    })
+}
+
+fn process(p: &Process) -> Value {
+    json!({
+        "pid": p.pid,
+        "tgid": p.tgid,
+        "uid": p.uid,
+        "gid": p.gid,
+        "cgroup_id": p.cgroup_id,
+        "comm": p.comm,
+        "exe": p.exe,
+    })
+}

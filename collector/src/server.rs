@@ -1,0 +1,136 @@
+//! The collector's gRPC server: both services on one listener, with graceful shutdown.
+//!
+//! Shutdown order: cancelling the token stops accepting connections, ends open ingest calls
+//! after their current batch (agents then reconnect and resend anything unacknowledged), and
+//! lets query calls finish. Connections still open after [`SHUTDOWN_GRACE`] are dropped.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jitgate_proto::audit::v1::{
+    audit_ingest_server::AuditIngestServer, audit_query_server::AuditQueryServer,
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::ingest::IngestService;
+use crate::query::QueryService;
+use crate::storage::{Store, StoreError};
+
+/// Longest wait for open connections to finish after shutdown was requested.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// HTTP/2 keepalive ping interval, so dead agent connections are noticed.
+const KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Errors of the collector daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened.
+    #[error("storage")]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The requested address.
+        addr: SocketAddr,
+        /// The socket error (address in use, permission denied, ...).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound socket's local address could not be read.
+    #[error("cannot read the listening address")]
+    LocalAddr(#[source] std::io::Error),
+    /// The ready line could not be written to standard output.
+    #[error("cannot write to standard output")]
+    Stdout(#[source] std::io::Error),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers")]
+    Signal(#[source] std::io::Error),
+    /// The gRPC server failed while serving.
+    #[error("grpc server")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves `AuditIngest` and `AuditQuery` on `listener` until `shutdown` is cancelled, then
+/// shuts down gracefully (see the module docs). Returns once the server has stopped.
+///
+/// # Errors
+/// [`ServeError::Transport`] when the server fails.
+pub async fn serve(
+    listener: TcpListener,
+    store: Store,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
+    let ingest = IngestService::new(store.clone(), shutdown.clone());
+    let query = QueryService::new(store);
+    let server = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .tcp_nodelay(true)
+        .add_service(AuditIngestServer::new(ingest))
+        .add_service(AuditQueryServer::new(query))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(listener),
+            shutdown.clone().cancelled_owned(),
+        );
+    info!(%addr, "serving");
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        () = deadline => warn!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; dropping them"),
+    }
+    info!(%addr, "stopped");
+    Ok(())
+}
+
+/// A server started on a background task, for tests and embedding: [`Running::addr`] is the
+/// bound address, [`Running::stop`] shuts it down and waits.
+#[derive(Debug)]
+pub struct Running {
+    /// The address the server is bound to (the real port when 0 was requested).
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Binds `addr` (port 0 picks a free port) and serves `store` on a spawned task.
+    ///
+    /// # Errors
+    /// [`ServeError::Bind`] when the address cannot be bound.
+    pub async fn start(addr: SocketAddr, store: Store) -> Result<Running, ServeError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, store, shutdown.clone()));
+        Ok(Running {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The `http://` URL of the server, as agents and the CLI expect it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests shutdown and waits for the server to stop.
+    ///
+    /// # Errors
+    /// What the server returned; a panicked server task is reported as
+    /// [`ServeError::Store`] with [`StoreError::Task`].
+    pub async fn stop(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        self.task
+            .await
+            .map_err(|err| ServeError::Store(StoreError::Task(err)))?
+    }
+}

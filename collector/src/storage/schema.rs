@@ -1,0 +1,87 @@
+//! The SQLite schema of the collector and the connection settings every connection gets.
+//!
+//! Two tables: `events` keeps every audit event exactly once (the agent's `event_id` is the
+//! primary key, so a resent event is ignored) with its encoded protobuf and a few searchable
+//! columns; `sessions` keeps one aggregated row per client connection, maintained in the same
+//! transaction as the event insert (see [`super::session`]). `PRAGMA user_version` records the
+//! schema version so later versions can migrate.
+
+use rusqlite::Connection;
+
+/// Schema version written to `PRAGMA user_version`.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Statements that create the schema; all idempotent.
+const CREATE: &str = r#"
+CREATE TABLE IF NOT EXISTS events (
+    event_id          TEXT PRIMARY KEY NOT NULL,
+    session_id        TEXT NOT NULL,
+    seq               INTEGER NOT NULL,
+    time_unix_us      INTEGER NOT NULL,
+    agent_host        TEXT NOT NULL,
+    kind              TEXT NOT NULL,   -- session_started | session_refused | session_ended | statement | unknown
+    decision          TEXT,            -- statements only: allowed | denied | unspecified
+    statement_text    TEXT,            -- statements only
+    tables            TEXT,            -- statements only: relation names, space-separated
+    sqlstate          TEXT,            -- statements and refusals
+    received_unix_us  INTEGER NOT NULL,
+    payload           BLOB NOT NULL    -- the Event, protobuf-encoded
+);
+CREATE INDEX IF NOT EXISTS events_by_session ON events (session_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_time ON events (time_unix_us);
+
+CREATE TABLE IF NOT EXISTS sessions (
+    session_id           TEXT PRIMARY KEY NOT NULL,
+    agent_host           TEXT NOT NULL DEFAULT '',
+    started_unix_us      INTEGER NOT NULL,          -- time of the earliest event seen
+    ended_unix_us        INTEGER NOT NULL DEFAULT 0, -- 0 while open
+    issuer               TEXT NOT NULL DEFAULT '',
+    subject              TEXT NOT NULL DEFAULT '',
+    tenant_id            TEXT NOT NULL DEFAULT '',
+    object_id            TEXT NOT NULL DEFAULT '',
+    app_id               TEXT NOT NULL DEFAULT '',
+    repository           TEXT NOT NULL DEFAULT '',
+    identity             BLOB,                      -- Identity, protobuf-encoded
+    pid                  INTEGER NOT NULL DEFAULT 0,
+    uid                  INTEGER NOT NULL DEFAULT 0,
+    comm                 TEXT NOT NULL DEFAULT '',
+    exe                  TEXT NOT NULL DEFAULT '',
+    process              BLOB,                      -- Process, protobuf-encoded
+    target               TEXT NOT NULL DEFAULT '',
+    database             TEXT NOT NULL DEFAULT '',
+    client_user          TEXT NOT NULL DEFAULT '',
+    upstream_user        TEXT NOT NULL DEFAULT '',
+    client_addr          TEXT NOT NULL DEFAULT '',
+    counted_statements   INTEGER NOT NULL DEFAULT 0, -- statement events stored
+    counted_denied       INTEGER NOT NULL DEFAULT 0, -- of which denied
+    reported_statements  INTEGER NOT NULL DEFAULT 0, -- totals from session_ended
+    reported_denied      INTEGER NOT NULL DEFAULT 0,
+    refused              INTEGER NOT NULL DEFAULT 0,
+    refused_reason       TEXT NOT NULL DEFAULT '',
+    refused_sqlstate     TEXT NOT NULL DEFAULT '',
+    end_reason           TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (started_unix_us);
+CREATE INDEX IF NOT EXISTS sessions_by_subject ON sessions (issuer, subject);
+"#;
+
+/// Applies the connection settings: WAL journal (readers never block the writer),
+/// `synchronous = NORMAL` (durable at checkpoints, safe against corruption), and a busy timeout
+/// so the reader and writer connections wait for each other instead of failing.
+pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // `journal_mode` returns the resulting mode as a row, so it is queried rather than executed.
+    let _mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+}
+
+/// Creates the tables and indexes when missing and records [`SCHEMA_VERSION`].
+pub fn create(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(CREATE)?;
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION)
+}
+
+/// Reads `PRAGMA user_version` (0 for a database this collector never initialised).
+pub fn version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
