@@ -2,3 +2,9 @@
 //! RAII guards, shared by the root integration tests (`tests/tests/`) and `cargo xtask demo`.
 
 pub mod cgroup;
+pub mod claims;
+pub mod collector;
+pub mod issuer;
+pub mod postgres;
+pub mod process;
+pub mod shop;
