@@ -1,5 +1,6 @@
 //! `jitgate-collector`: the audit collector daemon. See [`jitgate_collector::daemon`].
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -11,6 +12,7 @@ async fn main() -> ExitCode {
     let args = CollectorArgs::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

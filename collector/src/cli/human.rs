@@ -6,13 +6,16 @@
 
 use std::io::{self, Write};
 
-use jitgate_proto::audit::v1::{Event, Identity, Process, SessionSummary, Statement, event::Kind};
+use jitgate_proto::audit::v1::{
+    Decision, Event, Identity, Process, SessionSummary, Statement, event::Kind,
+};
 
 use super::format_time;
 use crate::storage::{decision_name, kind_name};
 
-/// Writes `sessions` as a table: session id, start time, identity, process, target, database,
-/// upstream role, statement and denial counts, and status (open, ended, or refused with reason).
+/// Writes `sessions` as a table: session id, start time, status (open, ended, refused), statement
+/// and denial counts, target, database, upstream role, process, and last (the widest) the
+/// identity, or the reason a refused connection was refused.
 ///
 /// # Errors
 /// The writer's I/O error.
@@ -21,30 +24,33 @@ pub fn write_sessions(out: &mut dyn Write, sessions: &[SessionSummary]) -> io::R
         return writeln!(out, "no sessions");
     }
     let header = [
-        "SESSION", "STARTED", "IDENTITY", "PROCESS", "TARGET", "DATABASE", "ROLE", "STMTS",
-        "DENIED", "STATUS",
+        "SESSION", "STARTED", "STATUS", "STMTS", "DENIED", "TARGET", "DATABASE", "ROLE", "PROCESS",
+        "IDENTITY",
     ];
     let rows: Vec<Vec<String>> = sessions
         .iter()
         .map(|s| {
-            let status = if s.refused {
-                format!("refused: {}", s.refused_reason)
-            } else if s.ended_unix_us == 0 {
-                "open".to_owned()
+            let (status, who) = if s.refused {
+                ("refused", format!("refused: {}", s.refused_reason))
             } else {
-                format!("ended {}", format_time(s.ended_unix_us))
+                let status = if s.ended_unix_us == 0 {
+                    "open"
+                } else {
+                    "ended"
+                };
+                (status, or_dash(identity(s.identity.as_ref(), false)))
             };
             vec![
                 s.session_id.clone(),
                 format_time(s.started_unix_us),
-                or_dash(identity(s.identity.as_ref())),
-                or_dash(process(s.process.as_ref())),
+                status.to_owned(),
+                s.statements.to_string(),
+                s.denied.to_string(),
                 or_dash(s.target.clone()),
                 or_dash(s.database.clone()),
                 or_dash(s.upstream_user.clone()),
-                s.statements.to_string(),
-                s.denied.to_string(),
-                status,
+                or_dash(process(s.process.as_ref())),
+                who,
             ]
         })
         .collect();
@@ -95,7 +101,7 @@ pub fn write_events(out: &mut dyn Write, session_id: &str, events: &[Event]) -> 
 fn details(event: &Event) -> Vec<String> {
     match &event.kind {
         Some(Kind::SessionStarted(s)) => vec![
-            format!("identity {}", or_dash(identity(s.identity.as_ref()))),
+            format!("identity {}", or_dash(identity(s.identity.as_ref(), true))),
             format!("process  {}", or_dash(process(s.process.as_ref()))),
             format!(
                 "target   {}",
@@ -128,18 +134,30 @@ fn details(event: &Event) -> Vec<String> {
 
 fn statement(s: &Statement) -> Vec<String> {
     let decision = decision_name(s.decision()).to_uppercase();
-    let summary = fields(&[
-        ("rule", &s.rule),
+    let (kinds, tables) = (s.kinds.join(","), s.tables.join(","));
+    let (rows, masked) = (s.rows.to_string(), s.masked_cells.to_string());
+    let duration = if s.duration_us == 0 {
+        String::new()
+    } else {
+        format!("{}us", s.duration_us)
+    };
+    let mut pairs = vec![
+        ("rule", s.rule.as_str()),
         ("reason", &s.reason),
-        ("kinds", &s.kinds.join(",")),
-        ("tables", &s.tables.join(",")),
-        ("rows", &s.rows.to_string()),
-        ("masked", &s.masked_cells.to_string()),
-        ("tag", &s.command_tag),
+        ("kinds", &kinds),
+        ("tables", &tables),
+    ];
+    // A denied statement never reached the server: no rows, masking or command tag.
+    if s.decision() != Decision::Denied {
+        pairs.extend([("rows", rows.as_str()), ("masked", &masked)]);
+    }
+    pairs.extend([
+        ("tag", s.command_tag.as_str()),
         ("sqlstate", &s.sqlstate),
         ("protocol", &s.protocol),
-        ("duration_us", &s.duration_us.to_string()),
+        ("took", &duration),
     ]);
+    let summary = fields(&pairs);
     let mut lines = vec![format!("{decision} {summary}")];
     let mut sql = s.text.lines();
     lines.push(format!("sql: {}", sql.next().unwrap_or_default()));
@@ -147,20 +165,31 @@ fn statement(s: &Statement) -> Vec<String> {
     lines
 }
 
-/// `iss=.. sub=.. oid=.. appid=..` plus tenant, repository and roles when present.
-fn identity(identity: Option<&Identity>) -> String {
+/// `iss=.. sub=.. oid=.. appid=..`, with `full` also tenant, repository, ref, workflow, run
+/// and roles when present.
+fn identity(identity: Option<&Identity>, full: bool) -> String {
     let Some(i) = identity else {
         return String::new();
     };
-    fields(&[
-        ("iss", &i.issuer),
+    let roles = i.roles.join(",");
+    let mut pairs = vec![
+        ("iss", i.issuer.as_str()),
         ("sub", &i.subject),
         ("oid", &i.object_id),
         ("appid", &i.app_id),
-        ("tid", &i.tenant_id),
-        ("repo", &i.repository),
-        ("roles", &i.roles.join(",")),
-    ])
+    ];
+    if full {
+        pairs.extend([
+            ("tid", i.tenant_id.as_str()),
+            ("type", &i.identity_type),
+            ("repo", &i.repository),
+            ("ref", &i.git_ref),
+            ("workflow", &i.workflow),
+            ("run", &i.run_id),
+            ("roles", &roles),
+        ]);
+    }
+    fields(&pairs)
 }
 
 /// `pid=.. comm=.. exe=..`.

@@ -1,0 +1,191 @@
+//! Tests of the built binaries: `jitgate` against an in-process collector, and the
+//! `jitgate-collector` daemon's ready line and SIGTERM shutdown.
+
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use jitgate_collector::fixtures;
+use jitgate_collector::server::Running;
+use jitgate_collector::storage::Store;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const JITGATE: &str = env!("CARGO_BIN_EXE_jitgate");
+const COLLECTOR: &str = env!("CARGO_BIN_EXE_jitgate-collector");
+
+/// A collector holding the sample session `s1` and the refused session `r1`.
+async fn start_with_samples() -> (tempfile::TempDir, Running) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("audit.db")).expect("open store");
+    let mut events = fixtures::session_events("s1");
+    events.push(fixtures::refused_event("r1"));
+    store.insert(events).await.expect("insert samples");
+    let server = Running::start("127.0.0.1:0".parse().expect("addr"), store)
+        .await
+        .expect("start server");
+    (dir, server)
+}
+
+async fn jitgate(args: &[&str], collector: &str) -> Output {
+    let run = Command::new(JITGATE)
+        .args(args)
+        .env("JITGATE_COLLECTOR", collector)
+        .stdin(Stdio::null())
+        .output();
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("jitgate finishes")
+        .expect("run jitgate")
+}
+
+fn stdout_of(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "status {:?}, stderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn sessions_lists_identity_process_and_counts() {
+    let (_dir, server) = start_with_samples().await;
+    let out = stdout_of(&jitgate(&["sessions", "--limit", "10"], &server.url()).await);
+    println!("{out}");
+    for expected in [
+        "SESSION",
+        "s1",
+        "2026-11-01T09:30:00Z",
+        fixtures::ISSUER,
+        fixtures::SUBJECT,
+        fixtures::OBJECT_ID,
+        fixtures::APP_ID,
+        "pid=4242",
+        "comm=psql",
+        fixtures::EXE,
+        "db.prod.internal:5432",
+        "shop",
+        "jit_4242_a1b2",
+        "refused: no identity token for pid 4242",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "header and two sessions");
+    assert!(lines[1].starts_with("r1 "), "newest first: {out}");
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn events_show_statements_and_session_facts() {
+    let (_dir, server) = start_with_samples().await;
+    let out = stdout_of(&jitgate(&["events", "--session", "s1"], &server.url()).await);
+    println!("{out}");
+    for expected in [
+        "session_started",
+        fixtures::SUBJECT,
+        fixtures::APP_ID,
+        fixtures::EXE,
+        "ALLOWED",
+        fixtures::ALLOWED_SQL,
+        "tables=public.customers",
+        "rows=3",
+        "masked=3",
+        "tag=\"SELECT 3\"",
+        "DENIED",
+        "rule=forbid-ddl",
+        "sqlstate=42501",
+        fixtures::DENIED_SQL,
+        "session_ended",
+        "reason=\"client terminated\"",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn json_output_is_one_object_per_line() {
+    let (_dir, server) = start_with_samples().await;
+    let url = server.url();
+    let out = stdout_of(&jitgate(&["--json", "sessions"], &url).await);
+    let sessions: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[1]["identity"]["object_id"], fixtures::OBJECT_ID);
+    assert_eq!(sessions[1]["statements"], 2);
+
+    let out = stdout_of(&jitgate(&["events", "--session", "s1", "--json"], &url).await);
+    let events: Vec<serde_json::Value> = out
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[2]["statement"]["decision"], "denied");
+    assert_eq!(events[2]["statement"]["text"], fixtures::DENIED_SQL);
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn unreachable_collector_fails_naming_the_url() {
+    // Bind and release a port so nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let output = jitgate(&["sessions"], &url).await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&url), "stderr names the URL: {stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+}
+
+#[tokio::test]
+async fn collector_binary_announces_port_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("audit.db");
+    let mut child = Command::new(COLLECTOR)
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn collector");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        BufReader::new(stdout).read_line(&mut line),
+    )
+    .await
+    .expect("ready line in time")
+    .expect("read ready line");
+    let addr = line
+        .trim_end()
+        .strip_prefix("jitgate-collector listening on ")
+        .expect("ready line format");
+    assert!(!addr.ends_with(":0"), "real port announced: {addr}");
+
+    let out = stdout_of(&jitgate(&["sessions"], &format!("http://{addr}")).await);
+    assert_eq!(out.trim(), "no sessions");
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(db.exists());
+}
