@@ -1,0 +1,240 @@
+//! The agent's configuration file (TOML): listeners, the runner cgroup, OIDC issuers, protected
+//! targets with their upstream credentials and masking rules, and statement deny rules.
+//!
+//! ```toml
+//! [agent]
+//! listen = "127.0.0.1:15432"        # IPv4 listener protected connects are redirected to
+//! listen_v6 = "[::1]:15432"         # optional IPv6 listener
+//! runner_cgroup = "ci-runner"       # absolute, or relative to the cgroup2 mount
+//! bpf_pin_dir = "/sys/fs/bpf/jitgate"
+//! collector = "http://127.0.0.1:50051"
+//!
+//! [[issuers]]
+//! issuer = "https://login.microsoftonline.com/<tenant>/v2.0"
+//! audiences = ["api://jitgate"]
+//! jwks_file = "/etc/jitgate/entra-jwks.json"
+//!
+//! [[targets]]
+//! name = "shop"
+//! address = "db.internal:5432"      # hostnames are resolved by the agent at start
+//! upstream_user = "jitgate_ci"
+//! upstream_password_file = "/etc/jitgate/shop.password"
+//! masks = [{ column = "public.customers.email", strategy = "partial", keep_last = 12 }]
+//!
+//! [[rules]]
+//! id = "ci-no-ddl"
+//! match = { iss = "https://login.microsoftonline.com/<tenant>/v2.0" }
+//! deny = ["ddl", "truncate"]
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddrV4, SocketAddrV6};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::masking::MaskStrategy;
+use crate::policy::StatementKind;
+
+/// Errors reading the configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is syntactically fine but unusable.
+    #[error("invalid config: {what}")]
+    Invalid {
+        /// What is wrong, naming the key.
+        what: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Host-level settings.
+    pub agent: AgentSection,
+    /// Trusted OIDC issuers.
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    /// Protected databases.
+    #[serde(default)]
+    pub targets: Vec<TargetConfig>,
+    /// Statement deny rules, evaluated for every statement.
+    #[serde(default)]
+    pub rules: Vec<DenyRuleConfig>,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// IPv4 loopback listener (port 0 = pick a free one at start).
+    pub listen: SocketAddrV4,
+    /// Optional IPv6 loopback listener.
+    #[serde(default)]
+    pub listen_v6: Option<SocketAddrV6>,
+    /// The CI runner's cgroup v2 directory: absolute, or relative to the cgroup2 mount.
+    pub runner_cgroup: PathBuf,
+    /// Where the kernel programs' links and maps are pinned (on bpffs).
+    #[serde(default = "default_pin_dir")]
+    pub bpf_pin_dir: PathBuf,
+    /// Collector gRPC endpoint, e.g. `http://127.0.0.1:50051`; absent = audit only to the log.
+    #[serde(default)]
+    pub collector: Option<String>,
+    /// Name of this host in audit events (defaults to the kernel hostname).
+    #[serde(default)]
+    pub host_name: Option<String>,
+    /// Largest accepted protocol message, bytes.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: u32,
+}
+
+fn default_pin_dir() -> PathBuf {
+    PathBuf::from("/sys/fs/bpf/jitgate")
+}
+
+fn default_max_message() -> u32 {
+    crate::pgwire::DEFAULT_MAX_MESSAGE
+}
+
+/// `[[issuers]]`: an OIDC issuer whose tokens are accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Exact `iss` claim value.
+    pub issuer: String,
+    /// Accepted `aud` values; a token must carry at least one.
+    pub audiences: Vec<String>,
+    /// JWK Set file (RFC 7517).
+    pub jwks_file: PathBuf,
+}
+
+/// `[[targets]]`: a protected PostgreSQL server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Short name used in logs and audit.
+    pub name: String,
+    /// `host:port`; every address the host resolves to is protected.
+    pub address: String,
+    /// Role the agent authenticates upstream as.
+    pub upstream_user: String,
+    /// Its password, inline (prefer `upstream_password_file`).
+    #[serde(default)]
+    pub upstream_password: Option<String>,
+    /// File holding the password (first line).
+    #[serde(default)]
+    pub upstream_password_file: Option<PathBuf>,
+    /// Columns masked in results.
+    #[serde(default)]
+    pub masks: Vec<MaskConfig>,
+}
+
+impl TargetConfig {
+    /// The upstream password from `upstream_password` or `upstream_password_file`.
+    pub fn password(&self) -> Result<String, ConfigError> {
+        match (&self.upstream_password, &self.upstream_password_file) {
+            (Some(p), None) => Ok(p.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.lines().next().unwrap_or_default().to_owned())
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }),
+            _ => Err(ConfigError::Invalid {
+                what: format!(
+                    "target {:?}: set exactly one of upstream_password, upstream_password_file",
+                    self.name
+                ),
+            }),
+        }
+    }
+}
+
+/// One masked column.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskConfig {
+    /// `schema.table.column`.
+    pub column: String,
+    /// How values are replaced.
+    #[serde(flatten)]
+    pub strategy: MaskStrategy,
+}
+
+/// `[[rules]]`: statement kinds denied to the identities it matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenyRuleConfig {
+    /// Rule id, named in denials and audit.
+    pub id: String,
+    /// Claims that must all be equal (for list claims such as `roles` or `aud`: contained).
+    /// Empty = every identity.
+    #[serde(default, rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    /// Denied statement kinds.
+    pub deny: Vec<StatementKind>,
+    /// Optional text shown to the client with the denial.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if !self.agent.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                what: format!(
+                    "agent.listen {} must be a loopback address",
+                    self.agent.listen
+                ),
+            });
+        }
+        for target in &self.targets {
+            target.password()?;
+            for mask in &target.masks {
+                if mask.column.split('.').count() != 3 {
+                    return Err(ConfigError::Invalid {
+                        what: format!(
+                            "target {:?}: mask column {:?} must be schema.table.column",
+                            target.name, mask.column
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! Resolution of configured `schema.table.column` names to (table OID, attribute number) through
+//! the server's catalog (`pg_class`, `pg_namespace`, `pg_attribute`), on the session's own
+//! upstream connection, so the pairs match what RowDescription reports.
+
+use std::collections::HashMap;
+
+use super::MaskStrategy;
+use crate::config::MaskConfig;
+
+/// Protected columns of one database: `(table OID, attnum)` → strategy.
+#[derive(Debug, Clone, Default)]
+pub struct MaskCatalog {
+    columns: HashMap<(u32, i16), MaskStrategy>,
+}
+
+impl MaskCatalog {
+    /// Whether nothing is protected.
+    pub fn is_empty(&self) -> bool {
+        self.columns.is_empty()
+    }
+
+    /// The strategy for a RowDescription field's table OID and column number, if protected.
+    pub fn get(&self, table_oid: u32, column: i16) -> Option<&MaskStrategy> {
+        if table_oid == 0 {
+            return None;
+        }
+        self.columns.get(&(table_oid, column))
+    }
+
+    /// Adds a resolved column.
+    pub fn insert(&mut self, table_oid: u32, column: i16, strategy: MaskStrategy) {
+        self.columns.insert((table_oid, column), strategy);
+    }
+
+    /// Builds the catalog from rows of [`resolve_query`]: `schema, table, column, oid, attnum`.
+    pub fn from_rows(masks: &[MaskConfig], rows: &[Vec<Option<String>>]) -> Self {
+        let mut catalog = Self::default();
+        for row in rows {
+            let [
+                Some(schema),
+                Some(table),
+                Some(column),
+                Some(oid),
+                Some(attnum),
+            ] = &row[..]
+            else {
+                continue;
+            };
+            let name = format!("{schema}.{table}.{column}");
+            let (Ok(oid), Ok(attnum)) = (oid.parse::<u32>(), attnum.parse::<i16>()) else {
+                continue;
+            };
+            if let Some(mask) = masks.iter().find(|m| m.column == name) {
+                catalog.insert(oid, attnum, mask.strategy.clone());
+            }
+        }
+        catalog
+    }
+}
+
+/// Quotes a string as an SQL literal (standard_conforming_strings on: double the quotes).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The catalog query for `masks`, or `None` when there is nothing to resolve. Returns columns
+/// `nspname, relname, attname, oid, attnum` as text.
+pub fn resolve_query(masks: &[MaskConfig]) -> Option<String> {
+    let tuples: Vec<String> = masks
+        .iter()
+        .filter_map(|m| {
+            let mut parts = m.column.splitn(3, '.');
+            let (s, t, c) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(format!("({}, {}, {})", literal(s), literal(t), literal(c)))
+        })
+        .collect();
+    if tuples.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "SELECT n.nspname::text, c.relname::text, a.attname::text, c.oid::text, a.attnum::text \
+         FROM pg_catalog.pg_attribute a \
+         JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT a.attisdropped AND a.attnum > 0 \
+         AND (n.nspname::text, c.relname::text, a.attname::text) IN ({})",
+        tuples.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mask(column: &str) -> MaskConfig {
+        MaskConfig {
+            column: column.into(),
+            strategy: MaskStrategy::Null,
+        }
+    }
+
+    #[test]
+    fn query_quotes_names() {
+        let q = resolve_query(&[mask("public.o'brien.email")]).expect("query");
+        assert!(q.contains("('public', 'o''brien', 'email')"), "{q}");
+        assert!(resolve_query(&[]).is_none());
+    }
+
+    #[test]
+    fn rows_map_to_oids() {
+        let masks = [mask("public.customers.email")];
+        let rows = vec![vec![
+            Some("public".into()),
+            Some("customers".into()),
+            Some("email".into()),
+            Some("16390".into()),
+            Some("3".into()),
+        ]];
+        let c = MaskCatalog::from_rows(&masks, &rows);
+        assert_eq!(c.get(16390, 3), Some(&MaskStrategy::Null));
+        assert_eq!(c.get(16390, 2), None);
+        assert_eq!(c.get(0, 3), None);
+    }
+}

@@ -1,0 +1,105 @@
+//! Messages the agent writes itself: its own ErrorResponse and ReadyForQuery after a policy
+//! decision, AuthenticationOk to the client, rebuilt DataRows after masking, and the one-byte
+//! SSLRequest answer. Each writer appends a whole message to a buffer, back-patching the length.
+
+use bytes::{BufMut, BytesMut};
+
+use super::backend::{
+    AUTHENTICATION_TAG, DATA_ROW_TAG, ERROR_RESPONSE_TAG, READY_FOR_QUERY_TAG, TransactionStatus,
+};
+
+/// Starts a tagged message; returns the offset of its length word for [`finish`].
+fn start(out: &mut BytesMut, tag: u8) -> usize {
+    out.put_u8(tag);
+    let at = out.len();
+    out.put_u32(0);
+    at
+}
+
+/// Back-patches the length word written by [`start`].
+fn finish(out: &mut BytesMut, at: usize) {
+    let len = u32::try_from(out.len() - at).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Severity of an ErrorResponse (field `S` and non-localized `V`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The statement failed; the session goes on.
+    Error,
+    /// The session ends after this message.
+    Fatal,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "ERROR",
+            Self::Fatal => "FATAL",
+        }
+    }
+}
+
+/// ErrorResponse with severity, SQLSTATE, message and an optional hint (field `H`).
+pub fn error_response(
+    out: &mut BytesMut,
+    severity: Severity,
+    sqlstate: &str,
+    message: &str,
+    hint: Option<&str>,
+) {
+    let at = start(out, ERROR_RESPONSE_TAG);
+    for (code, value) in [
+        (b'S', severity.as_str()),
+        (b'V', severity.as_str()),
+        (b'C', sqlstate),
+        (b'M', message),
+    ] {
+        put_field(out, code, value);
+    }
+    if let Some(hint) = hint {
+        put_field(out, b'H', hint);
+    }
+    out.put_u8(0);
+    finish(out, at);
+}
+
+fn put_field(out: &mut BytesMut, code: u8, value: &str) {
+    out.put_u8(code);
+    // A NUL inside a field would end it early; none of our texts contain one, but be safe.
+    out.extend(value.bytes().filter(|&b| b != 0));
+    out.put_u8(0);
+}
+
+/// ReadyForQuery with the given transaction status.
+pub fn ready_for_query(out: &mut BytesMut, status: TransactionStatus) {
+    let at = start(out, READY_FOR_QUERY_TAG);
+    out.put_u8(status.byte());
+    finish(out, at);
+}
+
+/// AuthenticationOk.
+pub fn authentication_ok(out: &mut BytesMut) {
+    let at = start(out, AUTHENTICATION_TAG);
+    out.put_u32(0);
+    finish(out, at);
+}
+
+/// DataRow with the given values (`None` = NULL).
+pub fn data_row(out: &mut BytesMut, values: &[Option<&[u8]>]) {
+    let at = start(out, DATA_ROW_TAG);
+    out.put_u16(u16::try_from(values.len()).unwrap_or(u16::MAX));
+    for value in values {
+        match value {
+            None => out.put_i32(-1),
+            Some(v) => {
+                out.put_i32(i32::try_from(v.len()).unwrap_or(i32::MAX));
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    finish(out, at);
+}
+
+/// The single byte answering SSLRequest / GSSENCRequest with "not supported".
+pub const ENCRYPTION_REFUSED: u8 = b'N';

@@ -1,0 +1,264 @@
+//! What a query string does, from PostgreSQL's own parser (`pg_query` / libpg_query): the class
+//! of every statement, including statements nested in CTEs, EXPLAIN, PREPARE and COPY (query),
+//! and every relation named. Results are cached by query text.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use pg_query::NodeEnum;
+use pg_query::protobuf::{CopyStmt, TransactionStmtKind};
+
+use super::StatementKind;
+
+/// The analysis of one query string (one or more statements).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Analysis {
+    /// Classes of all statements, top-level and nested, deduplicated.
+    pub kinds: BTreeSet<StatementKind>,
+    /// Relations named, as written (schema-qualified when the SQL qualifies them).
+    pub tables: BTreeSet<String>,
+    /// Number of top-level statements.
+    pub statements: usize,
+}
+
+/// A query string PostgreSQL's parser rejects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ParseFailure {
+    /// The parser's message, e.g. `syntax error at or near "SELEC"`.
+    pub message: String,
+}
+
+/// Cached analysis.
+pub type Analyzed = Result<Arc<Analysis>, ParseFailure>;
+
+/// Analyses query strings, caching results by text (bounded; cleared when full).
+#[derive(Clone, Default)]
+pub struct Analyzer {
+    cache: Arc<Mutex<HashMap<Box<str>, Analyzed>>>,
+}
+
+/// Entries kept before the cache is cleared.
+const CACHE_ENTRIES: usize = 16_384;
+
+impl Analyzer {
+    /// Analyses `sql`, from the cache when the same text was seen before.
+    pub fn analyze(&self, sql: &str) -> Analyzed {
+        if let Ok(cache) = self.cache.lock()
+            && let Some(hit) = cache.get(sql)
+        {
+            return hit.clone();
+        }
+        let result = analyze(sql).map(Arc::new);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(sql.into(), result.clone());
+        }
+        result
+    }
+}
+
+/// Analyses `sql` without the cache.
+pub fn analyze(sql: &str) -> Result<Analysis, ParseFailure> {
+    let parsed = pg_query::parse(sql).map_err(|e| ParseFailure {
+        message: match e {
+            pg_query::Error::Parse(m) => m,
+            other => other.to_string(),
+        },
+    })?;
+    let mut kinds = BTreeSet::new();
+    for raw in &parsed.protobuf.stmts {
+        if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
+            classify(node, &mut kinds);
+        }
+    }
+    // Statements nested anywhere (data-modifying CTEs, rules inside EXPLAIN, …).
+    for (node, _depth, _context, _) in parsed.protobuf.nodes() {
+        match node {
+            pg_query::NodeRef::InsertStmt(_) => kinds.insert(StatementKind::Insert),
+            pg_query::NodeRef::UpdateStmt(_) => kinds.insert(StatementKind::Update),
+            pg_query::NodeRef::DeleteStmt(_) => kinds.insert(StatementKind::Delete),
+            pg_query::NodeRef::MergeStmt(_) => kinds.insert(StatementKind::Merge),
+            _ => false,
+        };
+    }
+    let statements = parsed.protobuf.stmts.len();
+    let tables = parsed.tables().into_iter().collect();
+    Ok(Analysis {
+        kinds,
+        tables,
+        statements,
+    })
+}
+
+fn inner(node: &Option<Box<pg_query::protobuf::Node>>, kinds: &mut BTreeSet<StatementKind>) {
+    if let Some(n) = node.as_ref().and_then(|n| n.node.as_ref()) {
+        classify(n, kinds);
+    }
+}
+
+/// Classifies one statement node, recursing into statements it wraps.
+fn classify(node: &NodeEnum, kinds: &mut BTreeSet<StatementKind>) {
+    use StatementKind as K;
+    let kind = match node {
+        NodeEnum::SelectStmt(s) if s.into_clause.is_some() => K::Ddl,
+        NodeEnum::SelectStmt(_) => K::Select,
+        NodeEnum::InsertStmt(_) => K::Insert,
+        NodeEnum::UpdateStmt(_) => K::Update,
+        NodeEnum::DeleteStmt(_) => K::Delete,
+        NodeEnum::MergeStmt(_) => K::Merge,
+        NodeEnum::TruncateStmt(_) => K::Truncate,
+        NodeEnum::CopyStmt(c) => copy_kind(c, kinds),
+        NodeEnum::ExplainStmt(e) => {
+            inner(&e.query, kinds);
+            K::Explain
+        }
+        NodeEnum::PrepareStmt(p) => {
+            inner(&p.query, kinds);
+            K::Prepare
+        }
+        NodeEnum::CreateTableAsStmt(c) => {
+            inner(&c.query, kinds);
+            K::Ddl
+        }
+        NodeEnum::DeclareCursorStmt(d) => {
+            inner(&d.query, kinds);
+            K::Utility
+        }
+        NodeEnum::ExecuteStmt(_) => K::Execute,
+        NodeEnum::TransactionStmt(t) => match t.kind() {
+            TransactionStmtKind::Undefined => K::Utility,
+            _ => K::Transaction,
+        },
+        NodeEnum::VariableSetStmt(_) => K::Set,
+        NodeEnum::VariableShowStmt(_) => K::Show,
+        NodeEnum::CallStmt(_) => K::Call,
+        NodeEnum::DoStmt(_) => K::Do,
+        NodeEnum::GrantStmt(_)
+        | NodeEnum::GrantRoleStmt(_)
+        | NodeEnum::CreateRoleStmt(_)
+        | NodeEnum::AlterRoleStmt(_)
+        | NodeEnum::AlterRoleSetStmt(_)
+        | NodeEnum::DropRoleStmt(_)
+        | NodeEnum::AlterDefaultPrivilegesStmt(_)
+        | NodeEnum::ReassignOwnedStmt(_)
+        | NodeEnum::DropOwnedStmt(_) => K::Dcl,
+        NodeEnum::ClosePortalStmt(_)
+        | NodeEnum::FetchStmt(_)
+        | NodeEnum::ListenStmt(_)
+        | NodeEnum::UnlistenStmt(_)
+        | NodeEnum::NotifyStmt(_)
+        | NodeEnum::VacuumStmt(_)
+        | NodeEnum::LockStmt(_)
+        | NodeEnum::DiscardStmt(_)
+        | NodeEnum::DeallocateStmt(_)
+        | NodeEnum::CheckPointStmt(_)
+        | NodeEnum::LoadStmt(_)
+        | NodeEnum::ConstraintsSetStmt(_) => K::Utility,
+        // Everything else that is a statement creates, alters or drops objects (CreateStmt,
+        // AlterTableStmt, DropStmt, IndexStmt, RenameStmt, CommentStmt, CreateFunctionStmt,
+        // AlterSystemStmt, ClusterStmt, ReindexStmt, …): classed as DDL, the strictest class.
+        _ => K::Ddl,
+    };
+    kinds.insert(kind);
+}
+
+fn copy_kind(copy: &CopyStmt, kinds: &mut BTreeSet<StatementKind>) -> StatementKind {
+    inner(&copy.query, kinds);
+    if copy.is_from {
+        StatementKind::CopyFrom
+    } else {
+        StatementKind::CopyTo
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use StatementKind as K;
+
+    fn kinds(sql: &str) -> Vec<StatementKind> {
+        analyze(sql).expect("parses").kinds.into_iter().collect()
+    }
+
+    #[test]
+    fn plain_statements() {
+        assert_eq!(kinds("SELECT * FROM customers"), vec![K::Select]);
+        assert_eq!(kinds("insert into t values (1)"), vec![K::Insert]);
+        assert_eq!(kinds("UPDATE t SET a = 1"), vec![K::Update]);
+        assert_eq!(kinds("DELETE FROM t"), vec![K::Delete]);
+        assert_eq!(kinds("TRUNCATE t"), vec![K::Truncate]);
+        assert_eq!(kinds("BEGIN"), vec![K::Transaction]);
+        assert_eq!(kinds("SET search_path = x"), vec![K::Set]);
+        assert_eq!(kinds("GRANT SELECT ON t TO bob"), vec![K::Dcl]);
+    }
+
+    #[test]
+    fn ddl_statements() {
+        for sql in [
+            "DROP TABLE customers",
+            "CREATE TABLE x (a int)",
+            "ALTER TABLE t ADD COLUMN b int",
+            "CREATE INDEX ON t (a)",
+            "SELECT * INTO newt FROM t",
+            "CREATE TABLE c AS SELECT 1",
+            "ALTER SYSTEM SET work_mem = '1GB'",
+            "COMMENT ON TABLE t IS 'x'",
+        ] {
+            assert!(kinds(sql).contains(&K::Ddl), "{sql} should be ddl");
+        }
+    }
+
+    #[test]
+    fn nested_dml_is_found() {
+        assert_eq!(
+            kinds("WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d"),
+            vec![K::Select, K::Delete]
+        );
+        assert_eq!(
+            kinds("EXPLAIN ANALYZE DELETE FROM t"),
+            vec![K::Delete, K::Explain]
+        );
+        assert_eq!(
+            kinds("PREPARE p AS UPDATE t SET a=1"),
+            vec![K::Update, K::Prepare]
+        );
+        assert_eq!(
+            kinds("COPY (SELECT * FROM t) TO STDOUT"),
+            vec![K::Select, K::CopyTo]
+        );
+        assert_eq!(kinds("COPY t FROM STDIN"), vec![K::CopyFrom]);
+    }
+
+    #[test]
+    fn multi_statement_strings_have_every_kind() {
+        let a = analyze("SELECT 1; DROP TABLE customers").expect("parses");
+        assert_eq!(a.statements, 2);
+        assert!(a.kinds.contains(&K::Ddl) && a.kinds.contains(&K::Select));
+        assert!(a.tables.contains("customers"));
+    }
+
+    #[test]
+    fn tables_are_schema_qualified_as_written() {
+        let a = analyze("SELECT * FROM public.customers c JOIN orders o ON o.customer_id = c.id")
+            .expect("parses");
+        assert!(a.tables.contains("public.customers"));
+        assert!(a.tables.contains("orders"));
+    }
+
+    #[test]
+    fn unparseable_sql_fails() {
+        let err = analyze("SELEC * FROM t").expect_err("syntax error");
+        assert!(err.message.contains("syntax error"), "{}", err.message);
+    }
+
+    #[test]
+    fn cache_returns_same_result() {
+        let a = Analyzer::default();
+        let first = a.analyze("SELECT 1").expect("ok");
+        let second = a.analyze("SELECT 1").expect("ok");
+        assert!(Arc::ptr_eq(&first, &second));
+    }
+}

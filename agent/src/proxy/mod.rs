@@ -1,0 +1,96 @@
+//! The interception proxy: for each connection the kernel redirected, find who is connecting
+//! ([`startup`]), connect upstream with the target's credential ([`upstream`]), then relay
+//! messages while deciding every statement and masking results ([`session`], with the queue of
+//! expected responses in [`pending`]). [`listener`] accepts connections.
+
+pub mod listener;
+pub mod pending;
+pub mod session;
+pub mod startup;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::audit::AuditSink;
+use crate::bpf::Redirector;
+use crate::config::TargetConfig;
+use crate::identity::Validator;
+use crate::pgwire::WireError;
+use crate::pgwire::backend::ErrorFields;
+use crate::policy::{Analyzer, Policy};
+
+/// Errors of one proxied session.
+#[derive(Debug, Error)]
+pub enum ProxyError {
+    /// The client's side of the wire failed or sent something invalid.
+    #[error("client: {0}")]
+    Client(#[source] WireError),
+    /// The server's side of the wire failed or sent something invalid.
+    #[error("upstream: {0}")]
+    Upstream(#[source] WireError),
+    /// The upstream server could not be reached.
+    #[error("cannot connect to upstream {addr}: {source}")]
+    UpstreamConnect {
+        /// The server address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Upstream authentication could not be completed.
+    #[error("upstream authentication failed: {detail}")]
+    UpstreamAuth {
+        /// What went wrong.
+        detail: String,
+    },
+    /// The server refused the agent's startup with an ErrorResponse.
+    #[error("upstream refused the connection: {}", fields.message().unwrap_or("(no message)"))]
+    UpstreamRefused {
+        /// The server's error fields.
+        fields: ErrorFields,
+    },
+    /// The kernel maps could not be read.
+    #[error("connection lookup failed: {0}")]
+    Lookup(#[source] crate::bpf::BpfError),
+}
+
+/// A protected target with its addresses resolved and credential loaded.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its configuration.
+    pub config: TargetConfig,
+    /// Every address `config.address` resolved to.
+    pub addrs: Vec<SocketAddr>,
+    /// Upstream password.
+    pub password: String,
+}
+
+/// Everything a session needs, shared by all sessions.
+pub struct Context {
+    /// Kernel redirect and connection records.
+    pub redirector: Arc<Redirector>,
+    /// Token validation.
+    pub validator: Validator,
+    /// Deny rules.
+    pub policy: Policy,
+    /// SQL analysis cache.
+    pub analyzer: Analyzer,
+    /// Protected targets.
+    pub targets: Vec<Target>,
+    /// Audit delivery.
+    pub audit: AuditSink,
+    /// The runner cgroup as a cgroup v2 path relative to the mount, e.g. `/ci-runner`.
+    pub runner_cgroup: String,
+    /// Largest accepted message, bytes.
+    pub max_message: u32,
+}
+
+impl Context {
+    /// The target `addr` belongs to.
+    pub fn target_for(&self, addr: SocketAddr) -> Option<&Target> {
+        self.targets.iter().find(|t| t.addrs.contains(&addr))
+    }
+}

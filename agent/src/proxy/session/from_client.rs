@@ -1,0 +1,239 @@
+//! Frontend messages: decide each statement (simple Query and Parse), track statements and
+//! portals (Parse, Bind, Describe, Close), make sure every Execute's result shape is known before
+//! its rows arrive when masking is on, and queue the expected responses.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use postgres_protocol::message::frontend as write_fe;
+
+use super::{End, Flow, REFUSED_SQL, Session};
+use crate::pgwire::codec::Frame;
+use crate::pgwire::frontend::{self as fe, Bind, Execute, Parse, Target};
+use crate::policy::{Analysis, Decision, StatementKind};
+use crate::proxy::ProxyError;
+use crate::proxy::pending::{
+    DescribeTarget, Execution, Pending, Portal, PreparedStatement, Rejection,
+};
+
+/// Hint sent with policy denials.
+const DENIAL_HINT: &str = "This CI identity may not run this kind of statement. Ask the \
+     database's owners to change the jitgate rule named above if the job needs it.";
+
+impl Session<'_> {
+    pub(super) fn on_client(&mut self, frame: Frame) -> Result<Flow, ProxyError> {
+        let client = ProxyError::Client;
+        match frame.tag {
+            fe::QUERY_TAG => {
+                let sql = fe::parse_query(&frame.body).map_err(client)?;
+                let (analysis, rejection) = self.judge(sql);
+                let exec = Execution::new(sql.into(), "simple", analysis, rejection);
+                if exec.rejection.is_some() {
+                    self.substitute_query();
+                } else {
+                    frame.write_to(&mut self.to_server);
+                }
+                self.pending.push_back(Pending::Query(exec));
+            }
+            fe::PARSE_TAG => {
+                let parse = Parse::decode(&frame.body).map_err(client)?;
+                let (analysis, rejection) = self.judge(parse.query);
+                let statement = Arc::new(PreparedStatement {
+                    sql: parse.query.into(),
+                    analysis: analysis.clone(),
+                    plan: OnceLock::new(),
+                    described: false.into(),
+                });
+                self.statements.insert(parse.name.to_owned(), statement);
+                if let Some(r) = &rejection {
+                    let mut exec =
+                        Execution::new(parse.query.into(), "extended", analysis, Some(r.clone()));
+                    exec.sqlstate = Some(r.sqlstate.to_owned());
+                    self.record_statement(&exec);
+                    // Same name, a body that cannot parse: the server fails this Parse itself.
+                    write_fe::parse(parse.name, REFUSED_SQL, [], &mut self.to_server)
+                        .map_err(|e| client(e.into()))?;
+                } else {
+                    frame.write_to(&mut self.to_server);
+                }
+                self.pending.push_back(Pending::Parse { rejection });
+            }
+            fe::BIND_TAG => {
+                let bind = Bind::decode(&frame.body).map_err(client)?;
+                let statement = self.statement(bind.statement);
+                let portal = Arc::new(Portal {
+                    statement,
+                    plan: OnceLock::new(),
+                    described: false.into(),
+                });
+                self.portals.insert(bind.portal.to_owned(), portal);
+                frame.write_to(&mut self.to_server);
+                self.pending.push_back(Pending::Bind);
+            }
+            fe::DESCRIBE_TAG => {
+                let t = Target::decode(&frame.body, "Describe").map_err(client)?;
+                let target = self.describe_target(t);
+                frame.write_to(&mut self.to_server);
+                self.pending.push_back(Pending::Describe {
+                    target,
+                    injected: false,
+                });
+            }
+            fe::EXECUTE_TAG => {
+                let execute = Execute::decode(&frame.body).map_err(client)?;
+                let portal = self.portal(execute.portal);
+                if !self.catalog.is_empty()
+                    && portal.plan().is_none()
+                    && !portal.described.load(Ordering::Relaxed)
+                    && !portal.statement.described.load(Ordering::Relaxed)
+                {
+                    // The client skipped Describe: ask for the row shape ourselves and keep
+                    // the answer, so the rows can be masked.
+                    write_fe::describe(b'P', execute.portal, &mut self.to_server)
+                        .map_err(|e| client(e.into()))?;
+                    portal.described.store(true, Ordering::Relaxed);
+                    self.pending.push_back(Pending::Describe {
+                        target: DescribeTarget::Portal(portal.clone()),
+                        injected: true,
+                    });
+                }
+                let s = &portal.statement;
+                let execution = Execution::new(s.sql.clone(), "extended", s.analysis.clone(), None);
+                frame.write_to(&mut self.to_server);
+                self.pending
+                    .push_back(Pending::Execute { portal, execution });
+            }
+            fe::SYNC_TAG => {
+                frame.write_to(&mut self.to_server);
+                self.pending.push_back(Pending::Sync);
+            }
+            fe::CLOSE_TAG => {
+                let t = Target::decode(&frame.body, "Close").map_err(client)?;
+                if t.kind == b'S' {
+                    self.statements.remove(t.name);
+                } else {
+                    self.portals.remove(t.name);
+                }
+                frame.write_to(&mut self.to_server);
+                self.pending.push_back(Pending::Close);
+            }
+            fe::TERMINATE_TAG => {
+                frame.write_to(&mut self.to_server);
+                return Ok(Flow::Stop(End::ClientTerminated));
+            }
+            fe::FUNCTION_CALL_TAG => {
+                // The fast-path interface runs a function by OID with no SQL to decide on.
+                let rejection = Rejection {
+                    sqlstate: "42501",
+                    rule: "fastpath".into(),
+                    message: "jitgate: the fast-path FunctionCall interface is not allowed; \
+                              call the function in a SELECT"
+                        .into(),
+                    hint: None,
+                };
+                self.statements_seen += 1;
+                self.statements_denied += 1;
+                let exec =
+                    Execution::new("<FunctionCall>".into(), "fastpath", None, Some(rejection));
+                self.substitute_query();
+                self.pending.push_back(Pending::Query(exec));
+            }
+            // Flush, CopyData, CopyDone, CopyFail and anything else: the server decides.
+            _ => frame.write_to(&mut self.to_server),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Sends the server a Query that fails in its parser, in place of a refused one.
+    fn substitute_query(&mut self) {
+        // REFUSED_SQL has no NUL byte, so writing cannot fail.
+        let _ = write_fe::query(REFUSED_SQL, &mut self.to_server);
+    }
+
+    /// Analyses and decides a query string.
+    fn judge(&mut self, sql: &str) -> (Option<Arc<Analysis>>, Option<Rejection>) {
+        self.statements_seen += 1;
+        let analysis = match self.ctx.analyzer.analyze(sql) {
+            Ok(a) => a,
+            Err(failure) => {
+                self.statements_denied += 1;
+                let rejection = Rejection {
+                    sqlstate: "42601",
+                    rule: "unparseable".into(),
+                    message: format!(
+                        "jitgate: {} — statements PostgreSQL cannot parse are not forwarded",
+                        failure.message
+                    ),
+                    hint: None,
+                };
+                return (None, Some(rejection));
+            }
+        };
+        let rejection = match self.ctx.policy.decide(&self.identity, &analysis) {
+            Decision::Deny(d) => Some(Rejection {
+                sqlstate: "42501",
+                rule: d.rule,
+                message: d.reason,
+                hint: Some(DENIAL_HINT.into()),
+            }),
+            Decision::Allow
+                if !self.catalog.is_empty() && analysis.kinds.contains(&StatementKind::CopyTo) =>
+            {
+                Some(Rejection {
+                    sqlstate: "42501",
+                    rule: "masking-copy".into(),
+                    message: "jitgate: COPY ... TO is not allowed on a database with masked \
+                              columns; use SELECT so masking applies"
+                        .into(),
+                    hint: None,
+                })
+            }
+            Decision::Allow => None,
+        };
+        if rejection.is_some() {
+            self.statements_denied += 1;
+        }
+        (Some(analysis), rejection)
+    }
+
+    fn statement(&self, name: &str) -> Arc<PreparedStatement> {
+        self.statements.get(name).cloned().unwrap_or_else(|| {
+            Arc::new(PreparedStatement {
+                sql: "<unknown prepared statement>".into(),
+                analysis: None,
+                plan: OnceLock::new(),
+                described: false.into(),
+            })
+        })
+    }
+
+    fn portal(&self, name: &str) -> Arc<Portal> {
+        self.portals.get(name).cloned().unwrap_or_else(|| {
+            Arc::new(Portal {
+                statement: self.statement(""),
+                plan: OnceLock::new(),
+                described: false.into(),
+            })
+        })
+    }
+
+    fn describe_target(&self, t: Target<'_>) -> DescribeTarget {
+        if t.kind == b'S' {
+            match self.statements.get(t.name) {
+                Some(s) => {
+                    s.described.store(true, Ordering::Relaxed);
+                    DescribeTarget::Statement(s.clone())
+                }
+                None => DescribeTarget::Unknown,
+            }
+        } else {
+            match self.portals.get(t.name) {
+                Some(p) => {
+                    p.described.store(true, Ordering::Relaxed);
+                    DescribeTarget::Portal(p.clone())
+                }
+                None => DescribeTarget::Unknown,
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Backend messages: match each response to the request it answers (the pending queue), mask
+//! DataRows by the current result's plan, swap the parser error of a substituted statement for
+//! the agent's own ErrorResponse, and record each finished statement in the audit trail.
+
+use crate::masking::MaskPlan;
+use crate::pgwire::backend::{self as be, ErrorFields, TransactionStatus, parse_row_description};
+use crate::pgwire::codec::Frame;
+use crate::pgwire::write::{self, Severity};
+use crate::proxy::ProxyError;
+use crate::proxy::pending::{DescribeTarget, Pending, Rejection};
+
+use super::Session;
+
+impl Session<'_> {
+    pub(super) fn on_server(&mut self, frame: Frame) -> Result<(), ProxyError> {
+        let upstream = ProxyError::Upstream;
+        match frame.tag {
+            be::DATA_ROW_TAG => self.on_data_row(frame)?,
+            be::ROW_DESCRIPTION_TAG => {
+                let fields = parse_row_description(&frame.body).map_err(upstream)?;
+                let plan = MaskPlan::new(&self.catalog, &fields);
+                match self.pending.front_mut() {
+                    Some(Pending::Query(exec)) => {
+                        exec.plan = Some(plan);
+                        frame.write_to(&mut self.to_client);
+                    }
+                    Some(Pending::Describe { .. }) => self.finish_describe(frame, plan),
+                    _ => frame.write_to(&mut self.to_client),
+                }
+            }
+            be::NO_DATA_TAG => match self.pending.front() {
+                Some(Pending::Describe { .. }) => self.finish_describe(frame, MaskPlan::default()),
+                _ => frame.write_to(&mut self.to_client),
+            },
+            be::PARSE_COMPLETE_TAG | be::BIND_COMPLETE_TAG | be::CLOSE_COMPLETE_TAG => {
+                if matches!(
+                    self.pending.front(),
+                    Some(Pending::Parse { .. } | Pending::Bind | Pending::Close)
+                ) {
+                    self.pending.pop_front();
+                }
+                frame.write_to(&mut self.to_client);
+            }
+            be::COMMAND_COMPLETE_TAG | be::EMPTY_QUERY_RESPONSE_TAG | be::PORTAL_SUSPENDED_TAG => {
+                let tag = if frame.tag == be::COMMAND_COMPLETE_TAG {
+                    be::parse_command_complete(&frame.body)
+                        .map_err(upstream)?
+                        .to_owned()
+                } else {
+                    String::new()
+                };
+                match self.pending.front_mut() {
+                    Some(Pending::Query(exec)) => {
+                        exec.plan = None;
+                        if !tag.is_empty() {
+                            exec.tags.push(tag);
+                        }
+                    }
+                    Some(Pending::Execute { execution, .. }) => {
+                        if !tag.is_empty() {
+                            execution.tags.push(tag);
+                        }
+                        if let Some(Pending::Execute { execution, .. }) = self.pending.pop_front() {
+                            self.record_statement(&execution);
+                        }
+                    }
+                    _ => {}
+                }
+                frame.write_to(&mut self.to_client);
+            }
+            be::ERROR_RESPONSE_TAG => self.on_error(frame)?,
+            be::READY_FOR_QUERY_TAG => {
+                self.status = TransactionStatus::parse(&frame.body).map_err(upstream)?;
+                match self.pending.pop_front() {
+                    Some(Pending::Query(exec)) => self.record_statement(&exec),
+                    Some(Pending::Sync) | None => {}
+                    Some(other) => {
+                        // The server ended a request the queue thought still open: the queue
+                        // is out of step, which is a bug; drop everything up to this point.
+                        tracing::warn!(?other, "ReadyForQuery while a response was pending");
+                        self.pending.clear();
+                    }
+                }
+                frame.write_to(&mut self.to_client);
+            }
+            // ParameterDescription, NoticeResponse, NotificationResponse, ParameterStatus,
+            // Copy*Response, CopyData, CopyDone: passed through.
+            _ => frame.write_to(&mut self.to_client),
+        }
+        Ok(())
+    }
+
+    fn on_data_row(&mut self, frame: Frame) -> Result<(), ProxyError> {
+        let plan = match self.pending.front() {
+            Some(Pending::Query(exec)) => exec.plan.as_ref(),
+            Some(Pending::Execute { portal, .. }) => portal.plan(),
+            _ => None,
+        };
+        let (out, masked) = match plan {
+            Some(plan) => match plan.apply(&frame.body).map_err(ProxyError::Upstream)? {
+                Some((bytes, n)) => (Some(bytes), n),
+                None => (None, 0),
+            },
+            None if self.catalog.is_empty() => (None, 0),
+            None => {
+                // Rows of a shape never described while masking is on: fail closed.
+                tracing::warn!("DataRow with unknown row shape on a masked database; nulling it");
+                let values = be::parse_data_row(&frame.body).map_err(ProxyError::Upstream)?;
+                let n = values.iter().filter(|v| v.is_some()).count() as u64;
+                let mut b = bytes::BytesMut::new();
+                write::data_row(&mut b, &vec![None; values.len()]);
+                (Some(b), n)
+            }
+        };
+        match self.pending.front_mut() {
+            Some(Pending::Query(exec))
+            | Some(Pending::Execute {
+                execution: exec, ..
+            }) => {
+                exec.rows += 1;
+                exec.masked += masked;
+            }
+            _ => {}
+        }
+        match out {
+            Some(bytes) => self.to_client.extend_from_slice(&bytes),
+            None => frame.write_to(&mut self.to_client),
+        }
+        Ok(())
+    }
+
+    fn finish_describe(&mut self, frame: Frame, plan: MaskPlan) {
+        if let Some(Pending::Describe { target, injected }) = self.pending.pop_front() {
+            match target {
+                DescribeTarget::Statement(s) => {
+                    let _ = s.plan.set(plan);
+                }
+                DescribeTarget::Portal(p) => {
+                    let _ = p.plan.set(plan);
+                }
+                DescribeTarget::Unknown => {}
+            }
+            if injected {
+                return;
+            }
+        }
+        frame.write_to(&mut self.to_client);
+    }
+
+    fn on_error(&mut self, frame: Frame) -> Result<(), ProxyError> {
+        let fields =
+            ErrorFields::parse(&frame.body, "ErrorResponse").map_err(ProxyError::Upstream)?;
+        let sqlstate = fields.sqlstate().unwrap_or_default().to_owned();
+        let mut rejection: Option<Rejection> = None;
+        match self.pending.front_mut() {
+            Some(Pending::Query(exec)) => {
+                rejection = exec.rejection.clone();
+                exec.sqlstate = Some(match &rejection {
+                    Some(r) => r.sqlstate.to_owned(),
+                    None => sqlstate,
+                });
+            }
+            Some(_) => {
+                // Extended protocol: this request failed; the server skips to Sync.
+                match self.pending.pop_front() {
+                    Some(Pending::Parse { rejection: r }) => rejection = r,
+                    Some(Pending::Execute { mut execution, .. }) => {
+                        execution.sqlstate = Some(sqlstate);
+                        self.record_statement(&execution);
+                    }
+                    _ => {}
+                }
+                while matches!(self.pending.front(), Some(p) if !matches!(p, Pending::Sync | Pending::Query(_)))
+                {
+                    self.pending.pop_front();
+                }
+            }
+            None => {}
+        }
+        match rejection {
+            Some(r) => write::error_response(
+                &mut self.to_client,
+                Severity::Error,
+                r.sqlstate,
+                &r.message,
+                r.hint.as_deref(),
+            ),
+            None => frame.write_to(&mut self.to_client),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,233 @@
+//! One proxied session after startup: relays frames in both directions in a single task, with
+//! the per-session state the decisions need — the queue of expected responses, prepared
+//! statements and portals, the masking catalogue — and the session's audit trail.
+//!
+//! A refused statement is never sent. In its place the agent sends the server a statement that
+//! fails in the parser (`<jitgate: refused>` in a Query or Parse), so the server itself applies
+//! the protocol's error rules (skip to Sync, mark a transaction block failed), and the agent
+//! replaces that error with its own ErrorResponse naming the rule. Client and server state stay
+//! exactly in step.
+
+mod from_client;
+mod from_server;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures::{FutureExt as _, StreamExt as _};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio_util::codec::FramedRead;
+
+use super::pending::{Execution, Pending, Portal, PreparedStatement};
+use super::{Context, ProxyError};
+use crate::audit::SessionAudit;
+use crate::identity::WorkloadIdentity;
+use crate::masking::MaskCatalog;
+use crate::pgwire::WireError;
+use crate::pgwire::backend::TransactionStatus;
+use crate::pgwire::codec::{Frame, TaggedCodec};
+use crate::proxy::upstream::Upstream;
+use jitgate_proto::audit::v1 as pb;
+
+/// The text sent to the server in place of a refused statement: it cannot parse, so nothing runs.
+pub const REFUSED_SQL: &str = "<jitgate: refused>";
+
+/// How a session ended, for the audit trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The client sent Terminate.
+    ClientTerminated,
+    /// The client closed the socket without Terminate.
+    ClientDisconnected,
+    /// The server closed the connection.
+    UpstreamClosed,
+}
+
+impl End {
+    /// Text for the SessionEnded event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientTerminated => "client terminated",
+            Self::ClientDisconnected => "client disconnected",
+            Self::UpstreamClosed => "upstream closed",
+        }
+    }
+}
+
+/// Whether to keep relaying.
+enum Flow {
+    Continue,
+    Stop(End),
+}
+
+/// State of one session.
+pub struct Session<'a> {
+    ctx: &'a Context,
+    identity: WorkloadIdentity,
+    catalog: MaskCatalog,
+    audit: &'a mut SessionAudit,
+    pending: VecDeque<Pending>,
+    statements: HashMap<String, Arc<PreparedStatement>>,
+    portals: HashMap<String, Arc<Portal>>,
+    to_client: BytesMut,
+    to_server: BytesMut,
+    status: TransactionStatus,
+    /// Statements decided.
+    pub statements_seen: u64,
+    /// Statements refused.
+    pub statements_denied: u64,
+}
+
+/// The client connection after startup.
+pub struct Client {
+    /// Frames from the client.
+    pub reader: FramedRead<tokio::net::tcp::OwnedReadHalf, TaggedCodec>,
+    /// Its write half.
+    pub writer: OwnedWriteHalf,
+}
+
+impl<'a> Session<'a> {
+    /// A session for `identity`, masking by `catalog`, recording to `audit`.
+    pub fn new(
+        ctx: &'a Context,
+        identity: WorkloadIdentity,
+        catalog: MaskCatalog,
+        audit: &'a mut SessionAudit,
+        status: TransactionStatus,
+    ) -> Self {
+        Self {
+            ctx,
+            identity,
+            catalog,
+            audit,
+            pending: VecDeque::new(),
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            to_client: BytesMut::with_capacity(64 * 1024),
+            to_server: BytesMut::with_capacity(16 * 1024),
+            status,
+            statements_seen: 0,
+            statements_denied: 0,
+        }
+    }
+
+    /// The audit trail, to record the session's end.
+    pub fn audit_mut(&mut self) -> &mut SessionAudit {
+        self.audit
+    }
+
+    /// Relays until either side ends the session.
+    pub async fn run(
+        &mut self,
+        client: &mut Client,
+        upstream: &mut Upstream,
+    ) -> Result<End, ProxyError> {
+        loop {
+            let flow = tokio::select! {
+                frame = client.reader.next() => {
+                    let mut flow = self.client_frame(frame)?;
+                    while matches!(flow, Flow::Continue) {
+                        match client.reader.next().now_or_never() {
+                            Some(frame) => flow = self.client_frame(frame)?,
+                            None => break,
+                        }
+                    }
+                    flow
+                }
+                frame = upstream.reader.next() => {
+                    let mut flow = self.server_frame(frame)?;
+                    while matches!(flow, Flow::Continue) {
+                        match upstream.reader.next().now_or_never() {
+                            Some(frame) => flow = self.server_frame(frame)?,
+                            None => break,
+                        }
+                    }
+                    flow
+                }
+            };
+            self.flush(client, upstream).await?;
+            if let Flow::Stop(end) = flow {
+                return Ok(end);
+            }
+        }
+    }
+
+    async fn flush(
+        &mut self,
+        client: &mut Client,
+        upstream: &mut Upstream,
+    ) -> Result<(), ProxyError> {
+        if !self.to_server.is_empty() {
+            upstream
+                .writer
+                .write_all(&self.to_server)
+                .await
+                .map_err(|e| ProxyError::Upstream(WireError::Io(e)))?;
+            self.to_server.clear();
+        }
+        if !self.to_client.is_empty() {
+            client
+                .writer
+                .write_all(&self.to_client)
+                .await
+                .map_err(|e| ProxyError::Client(WireError::Io(e)))?;
+            self.to_client.clear();
+        }
+        Ok(())
+    }
+
+    fn client_frame(
+        &mut self,
+        frame: Option<Result<Frame, WireError>>,
+    ) -> Result<Flow, ProxyError> {
+        match frame {
+            None => Ok(Flow::Stop(End::ClientDisconnected)),
+            Some(Err(e)) => Err(ProxyError::Client(e)),
+            Some(Ok(frame)) => self.on_client(frame),
+        }
+    }
+
+    fn server_frame(
+        &mut self,
+        frame: Option<Result<Frame, WireError>>,
+    ) -> Result<Flow, ProxyError> {
+        match frame {
+            None => Ok(Flow::Stop(End::UpstreamClosed)),
+            Some(Err(e)) => Err(ProxyError::Upstream(e)),
+            Some(Ok(frame)) => {
+                self.on_server(frame)?;
+                Ok(Flow::Continue)
+            }
+        }
+    }
+
+    /// Records the audit event of a finished (or refused) statement.
+    fn record_statement(&mut self, exec: &Execution) {
+        let analysis = exec.analysis.as_deref();
+        let (decision, rule, reason) = match &exec.rejection {
+            Some(r) => (pb::Decision::Denied, r.rule.clone(), r.message.clone()),
+            None => (pb::Decision::Allowed, String::new(), String::new()),
+        };
+        let event = pb::Statement {
+            text: exec.sql.to_string(),
+            protocol: exec.protocol.to_owned(),
+            kinds: analysis
+                .map(|a| a.kinds.iter().map(|k| k.as_str().to_owned()).collect())
+                .unwrap_or_default(),
+            tables: analysis
+                .map(|a| a.tables.iter().cloned().collect())
+                .unwrap_or_default(),
+            decision: decision.into(),
+            rule,
+            reason,
+            rows: exec.rows,
+            masked_cells: exec.masked,
+            command_tag: exec.tags.join("; "),
+            sqlstate: exec.sqlstate.clone().unwrap_or_default(),
+            duration_us: u64::try_from(exec.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+        self.audit.record(pb::event::Kind::Statement(event));
+    }
+}

@@ -1,0 +1,312 @@
+//! A new client connection up to the relay: the kernel's record of who connected and where to
+//! (looked up by the client's address), the StartupMessage (SSLRequest and GSSENCRequest are
+//! answered 'N'), the workload identity, the upstream connection, and the handover to the
+//! client (AuthenticationOk, the server's ParameterStatus/BackendKeyData, ReadyForQuery).
+//!
+//! Every refusal before the relay is an ErrorResponse with severity FATAL and SQLSTATE 28000
+//! (identity) or 08xxx (upstream), after which the connection is closed and nothing was sent
+//! upstream. Each is audited as SessionRefused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures::StreamExt as _;
+use jitgate_common::ConnInfo;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio_util::codec::FramedRead;
+use tracing::Instrument as _;
+
+use super::session::{Client, Session};
+use super::upstream::{self, Login};
+use super::{Context, ProxyError, Target};
+use crate::audit::SessionAudit;
+use crate::bpf::SockAddrExt as _;
+use crate::identity::{WorkloadIdentity, process};
+use crate::masking::{MaskCatalog, catalog::resolve_query};
+use crate::pgwire::codec::{StartupCodec, StartupFrame, TaggedCodec, codes};
+use crate::pgwire::frontend::StartupMessage;
+use crate::pgwire::write::{self, Severity};
+use jitgate_proto::audit::v1 as pb;
+
+/// How long a client may take to send its StartupMessage.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A refusal before the relay starts.
+struct Refusal {
+    sqlstate: String,
+    message: String,
+    hint: Option<&'static str>,
+}
+
+/// Serves one accepted connection to its end. Errors are logged, never propagated.
+pub async fn serve(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr) {
+    let session_id = uuid::Uuid::now_v7().to_string();
+    let span = tracing::info_span!("session", id = %session_id, %peer);
+    let mut audit = SessionAudit::new(ctx.audit.clone(), session_id);
+    let result = serve_inner(&ctx, stream, peer, &mut audit)
+        .instrument(span)
+        .await;
+    if let Err(e) = result {
+        tracing::info!(error = %e, %peer, "session ended with an error");
+    }
+}
+
+fn process_record(info: &ConnInfo) -> pb::Process {
+    let p = &info.process;
+    pb::Process {
+        pid: p.pid,
+        tgid: p.tgid,
+        uid: p.uid,
+        gid: p.gid,
+        cgroup_id: p.cgroup_id,
+        comm: process::comm_of(p),
+        exe: process::exe_of(p.tgid),
+    }
+}
+
+async fn refuse(
+    writer: &mut OwnedWriteHalf,
+    audit: &mut SessionAudit,
+    info: Option<&ConnInfo>,
+    refusal: Refusal,
+) {
+    let mut out = BytesMut::new();
+    write::error_response(
+        &mut out,
+        Severity::Fatal,
+        &refusal.sqlstate,
+        &refusal.message,
+        refusal.hint,
+    );
+    let _ = writer.write_all(&out).await;
+    let _ = writer.shutdown().await;
+    tracing::info!(sqlstate = %refusal.sqlstate, reason = %refusal.message, "connection refused");
+    audit.record(pb::event::Kind::SessionRefused(pb::SessionRefused {
+        process: info.map(process_record),
+        target: info
+            .and_then(|i| i.original.to_std().ok())
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        reason: refusal.message,
+        sqlstate: refusal.sqlstate,
+    }));
+}
+
+/// Reads startup-phase messages until a StartupMessage, answering encryption requests 'N'.
+async fn read_startup(
+    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, StartupCodec>,
+    writer: &mut OwnedWriteHalf,
+) -> Result<StartupFrame, ProxyError> {
+    loop {
+        let frame = match tokio::time::timeout(STARTUP_TIMEOUT, reader.next()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(Some(Err(e))) => return Err(ProxyError::Client(e)),
+            Ok(None) | Err(_) => return Err(ProxyError::Client(crate::pgwire::WireError::Closed)),
+        };
+        match frame.code {
+            codes::SSL_REQUEST | codes::GSSENC_REQUEST => {
+                writer
+                    .write_all(&[write::ENCRYPTION_REFUSED])
+                    .await
+                    .map_err(|e| ProxyError::Client(e.into()))?;
+            }
+            _ => return Ok(frame),
+        }
+    }
+}
+
+async fn serve_inner(
+    ctx: &Context,
+    stream: TcpStream,
+    peer: SocketAddr,
+    audit: &mut SessionAudit,
+) -> Result<(), ProxyError> {
+    let _ = stream.set_nodelay(true);
+    let info = ctx.redirector.lookup(peer).map_err(ProxyError::Lookup)?;
+    let (rd, mut writer) = stream.into_split();
+    let mut reader = FramedRead::new(rd, StartupCodec);
+    let first = read_startup(&mut reader, &mut writer).await?;
+
+    let Some(info) = info else {
+        let refusal = Refusal {
+            sqlstate: "28000".into(),
+            message: "jitgate: this connection did not come through the runner's redirect; \
+                      connect to the database's own address, not to the agent"
+                .into(),
+            hint: None,
+        };
+        refuse(&mut writer, audit, None, refusal).await;
+        return Ok(());
+    };
+    let Ok(original) = info.original.to_std() else {
+        let refusal = Refusal {
+            sqlstate: "08P01".into(),
+            message: "jitgate: the kernel recorded an unknown address family".into(),
+            hint: None,
+        };
+        refuse(&mut writer, audit, Some(&info), refusal).await;
+        return Ok(());
+    };
+
+    if first.code == codes::CANCEL_REQUEST {
+        // Cancel keys are the server's own; pass the request to the server the client dialled.
+        return upstream::forward_cancel(original, &first.body).await;
+    }
+    if first.code >> 16 != 3 {
+        let refusal = Refusal {
+            sqlstate: "08P01".into(),
+            message: format!(
+                "jitgate: unsupported protocol version {}.{}",
+                first.code >> 16,
+                first.code & 0xffff
+            ),
+            hint: None,
+        };
+        refuse(&mut writer, audit, Some(&info), refusal).await;
+        return Ok(());
+    }
+    let startup = StartupMessage::decode(&first.body).map_err(ProxyError::Client)?;
+
+    let Some(target) = ctx.target_for(original) else {
+        let refusal = Refusal {
+            sqlstate: "08004".into(),
+            message: format!("jitgate: {original} is protected but no target is configured for it"),
+            hint: None,
+        };
+        refuse(&mut writer, audit, Some(&info), refusal).await;
+        return Ok(());
+    };
+
+    let identity = match identify(ctx, &info) {
+        Ok(identity) => identity,
+        Err(e) => {
+            let refusal = Refusal {
+                sqlstate: "28000".into(),
+                message: format!("jitgate: {e}"),
+                hint: Some(
+                    "Run the job with a workload identity token: set AZURE_FEDERATED_TOKEN_FILE \
+                     or JITGATE_OIDC_TOKEN_FILE to a file holding a token from a trusted issuer.",
+                ),
+            };
+            refuse(&mut writer, audit, Some(&info), refusal).await;
+            return Ok(());
+        }
+    };
+
+    let mut upstream = match connect_upstream(ctx, target, &startup, original).await {
+        Ok(u) => u,
+        Err(e) => {
+            let refusal = match &e {
+                ProxyError::UpstreamRefused { fields } => Refusal {
+                    sqlstate: fields.sqlstate().unwrap_or("08006").to_owned(),
+                    message: format!(
+                        "jitgate: the server refused the session: {}",
+                        fields.message().unwrap_or("")
+                    ),
+                    hint: None,
+                },
+                other => Refusal {
+                    sqlstate: "08006".into(),
+                    message: format!(
+                        "jitgate: cannot open the upstream session for {}: {other}",
+                        target.config.name
+                    ),
+                    hint: None,
+                },
+            };
+            refuse(&mut writer, audit, Some(&info), refusal).await;
+            return Ok(());
+        }
+    };
+
+    let catalog = match resolve_query(&target.config.masks) {
+        Some(sql) => {
+            let rows = upstream::simple_query(&mut upstream, &sql).await?;
+            MaskCatalog::from_rows(&target.config.masks, &rows)
+        }
+        None => MaskCatalog::default(),
+    };
+
+    let mut hello = BytesMut::new();
+    write::authentication_ok(&mut hello);
+    for frame in &upstream.startup_frames {
+        frame.write_to(&mut hello);
+    }
+    write::ready_for_query(&mut hello, upstream.status);
+    writer
+        .write_all(&hello)
+        .await
+        .map_err(|e| ProxyError::Client(e.into()))?;
+
+    audit.record(pb::event::Kind::SessionStarted(pb::SessionStarted {
+        identity: Some(identity.to_audit()),
+        process: Some(process_record(&info)),
+        target: format!("{} ({original})", target.config.name),
+        database: startup.database().unwrap_or_default().to_owned(),
+        user: startup.user().unwrap_or_default().to_owned(),
+        upstream_user: target.config.upstream_user.clone(),
+        client_addr: peer.to_string(),
+    }));
+    tracing::info!(identity = %identity.label(), target = %target.config.name, "session started");
+
+    let max = ctx.max_message;
+    let mut client = Client {
+        reader: reader.map_decoder(|_| TaggedCodec::new(max)),
+        writer,
+    };
+    let status = upstream.status;
+    let mut session = Session::new(ctx, identity, catalog, audit, status);
+    let result = session.run(&mut client, &mut upstream).await;
+    let reason = match &result {
+        Ok(end) => end.as_str().to_owned(),
+        Err(e) => e.to_string(),
+    };
+    let (seen, denied) = (session.statements_seen, session.statements_denied);
+    session
+        .audit_mut()
+        .record(pb::event::Kind::SessionEnded(pb::SessionEnded {
+            reason,
+            statements: seen,
+            denied,
+        }));
+    result.map(|_| ())
+}
+
+fn identify(
+    ctx: &Context,
+    info: &ConnInfo,
+) -> Result<WorkloadIdentity, crate::identity::IdentityError> {
+    process::check_alive(&info.process)?;
+    let found = process::find_token(&info.process, &ctx.runner_cgroup)?;
+    ctx.validator.validate(&found.token)
+}
+
+async fn connect_upstream(
+    ctx: &Context,
+    target: &Target,
+    startup: &StartupMessage,
+    addr: SocketAddr,
+) -> Result<upstream::Upstream, ProxyError> {
+    // Parameters the client chose are kept, except who it is: the role is the target's.
+    let params: Vec<(&str, &str)> = startup
+        .params
+        .iter()
+        .filter(|(k, _)| k != "user" && k != "replication")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut params = params;
+    if startup.get("database").is_none() {
+        params.push(("database", startup.database().unwrap_or("postgres")));
+    }
+    let login = Login {
+        addr,
+        user: &target.config.upstream_user,
+        password: &target.password,
+        params,
+    };
+    upstream::connect(login, ctx.max_message).await
+}

@@ -1,0 +1,270 @@
+//! The agent's own connection to the protected server: StartupMessage with the client's
+//! parameters but the target's role, authentication with the target's credential (SCRAM-SHA-256
+//! via `postgres-protocol`'s SASL implementation, md5, cleartext; PostgreSQL docs 55.2.1 and
+//! 55.3 "SASL Authentication"), then the server's ParameterStatus/BackendKeyData up to the first
+//! ReadyForQuery. The client never sees or sends a database password.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use futures::StreamExt as _;
+use postgres_protocol::authentication::sasl::{self, ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::TcpStream;
+use tokio_util::codec::FramedRead;
+
+use crate::pgwire::WireError;
+use crate::pgwire::backend::{self, ErrorFields, TransactionStatus};
+use crate::pgwire::codec::{Frame, TaggedCodec};
+use crate::pgwire::read::Reader;
+
+use super::ProxyError;
+
+/// Frames read from the upstream socket.
+pub type UpstreamRead = FramedRead<tokio::net::tcp::OwnedReadHalf, TaggedCodec>;
+
+/// An authenticated upstream connection, ready for queries.
+pub struct Upstream {
+    /// Frames from the server.
+    pub reader: UpstreamRead,
+    /// The socket's write half.
+    pub writer: tokio::net::tcp::OwnedWriteHalf,
+    /// ParameterStatus, BackendKeyData and NoticeResponse frames received during startup, in
+    /// order, for the client.
+    pub startup_frames: Vec<Frame>,
+    /// Transaction status of the first ReadyForQuery.
+    pub status: TransactionStatus,
+}
+
+/// What to connect as.
+pub struct Login<'a> {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// Role to authenticate as.
+    pub user: &'a str,
+    /// Its password.
+    pub password: &'a str,
+    /// Other StartupMessage parameters (database, application_name, options, …).
+    pub params: Vec<(&'a str, &'a str)>,
+}
+
+/// Authentication request codes (PostgreSQL docs 55.7, Authentication*).
+mod auth {
+    pub const OK: u32 = 0;
+    pub const CLEARTEXT: u32 = 3;
+    pub const MD5: u32 = 5;
+    pub const SASL: u32 = 10;
+    pub const SASL_CONTINUE: u32 = 11;
+    pub const SASL_FINAL: u32 = 12;
+}
+
+async fn next(reader: &mut UpstreamRead) -> Result<Frame, ProxyError> {
+    match reader.next().await {
+        Some(Ok(frame)) => Ok(frame),
+        Some(Err(e)) => Err(ProxyError::Upstream(e)),
+        None => Err(ProxyError::Upstream(WireError::Closed)),
+    }
+}
+
+async fn send(
+    writer: &mut tokio::net::tcp::OwnedWriteHalf,
+    buf: BytesMut,
+) -> Result<(), ProxyError> {
+    writer
+        .write_all(&buf)
+        .await
+        .map_err(|e| ProxyError::Upstream(WireError::Io(e)))
+}
+
+fn io_err(e: std::io::Error) -> ProxyError {
+    ProxyError::Upstream(WireError::Io(e))
+}
+
+/// Connects and authenticates; on a server ErrorResponse returns [`ProxyError::UpstreamRefused`].
+pub async fn connect(login: Login<'_>, max_message: u32) -> Result<Upstream, ProxyError> {
+    let stream =
+        TcpStream::connect(login.addr)
+            .await
+            .map_err(|source| ProxyError::UpstreamConnect {
+                addr: login.addr,
+                source,
+            })?;
+    stream.set_nodelay(true).map_err(io_err)?;
+    let (rd, mut writer) = stream.into_split();
+    let mut reader = FramedRead::new(rd, TaggedCodec::new(max_message));
+
+    let mut buf = BytesMut::new();
+    let mut params = vec![("user", login.user)];
+    params.extend(login.params.iter().copied().filter(|(k, _)| *k != "user"));
+    frontend::startup_message(params, &mut buf).map_err(io_err)?;
+    send(&mut writer, buf).await?;
+
+    let mut scram: Option<ScramSha256> = None;
+    loop {
+        let frame = next(&mut reader).await?;
+        match frame.tag {
+            backend::AUTHENTICATION_TAG => {
+                let mut r = Reader::new(&frame.body, "Authentication");
+                let code = r.u32().map_err(ProxyError::Upstream)?;
+                let mut out = BytesMut::new();
+                match code {
+                    auth::OK => break,
+                    auth::CLEARTEXT => {
+                        frontend::password_message(login.password.as_bytes(), &mut out)
+                            .map_err(io_err)?;
+                    }
+                    auth::MD5 => {
+                        let salt = r.bytes(4).map_err(ProxyError::Upstream)?;
+                        let salt = [salt[0], salt[1], salt[2], salt[3]];
+                        let hash = postgres_protocol::authentication::md5_hash(
+                            login.user.as_bytes(),
+                            login.password.as_bytes(),
+                            salt,
+                        );
+                        frontend::password_message(hash.as_bytes(), &mut out).map_err(io_err)?;
+                    }
+                    auth::SASL => {
+                        let mut offered = Vec::new();
+                        loop {
+                            let m = r.cstr().map_err(ProxyError::Upstream)?;
+                            if m.is_empty() {
+                                break;
+                            }
+                            offered.push(m.to_owned());
+                        }
+                        if !offered.iter().any(|m| m == sasl::SCRAM_SHA_256) {
+                            return Err(ProxyError::UpstreamAuth {
+                                detail: format!(
+                                    "server offers SASL {offered:?}, need SCRAM-SHA-256"
+                                ),
+                            });
+                        }
+                        let s = ScramSha256::new(
+                            login.password.as_bytes(),
+                            ChannelBinding::unsupported(),
+                        );
+                        frontend::sasl_initial_response(sasl::SCRAM_SHA_256, s.message(), &mut out)
+                            .map_err(io_err)?;
+                        scram = Some(s);
+                    }
+                    auth::SASL_CONTINUE => {
+                        let s = scram.as_mut().ok_or_else(|| ProxyError::UpstreamAuth {
+                            detail: "SASLContinue before SASL".into(),
+                        })?;
+                        let data = r.bytes(r.remaining()).map_err(ProxyError::Upstream)?;
+                        s.update(data).map_err(|e| ProxyError::UpstreamAuth {
+                            detail: format!("SCRAM: {e}"),
+                        })?;
+                        frontend::sasl_response(s.message(), &mut out).map_err(io_err)?;
+                    }
+                    auth::SASL_FINAL => {
+                        let s = scram.as_mut().ok_or_else(|| ProxyError::UpstreamAuth {
+                            detail: "SASLFinal before SASL".into(),
+                        })?;
+                        let data = r.bytes(r.remaining()).map_err(ProxyError::Upstream)?;
+                        s.finish(data).map_err(|e| ProxyError::UpstreamAuth {
+                            detail: format!("SCRAM server signature: {e}"),
+                        })?;
+                        continue;
+                    }
+                    other => {
+                        return Err(ProxyError::UpstreamAuth {
+                            detail: format!("unsupported authentication request {other}"),
+                        });
+                    }
+                }
+                send(&mut writer, out).await?;
+            }
+            backend::ERROR_RESPONSE_TAG => {
+                return Err(refused(&frame));
+            }
+            backend::NEGOTIATE_PROTOCOL_VERSION_TAG | backend::NOTICE_RESPONSE_TAG => {}
+            other => {
+                return Err(ProxyError::UpstreamAuth {
+                    detail: format!(
+                        "unexpected message {:?} during authentication",
+                        char::from(other)
+                    ),
+                });
+            }
+        }
+    }
+
+    let mut startup_frames = Vec::new();
+    loop {
+        let frame = next(&mut reader).await?;
+        match frame.tag {
+            backend::READY_FOR_QUERY_TAG => {
+                let status = TransactionStatus::parse(&frame.body).map_err(ProxyError::Upstream)?;
+                return Ok(Upstream {
+                    reader,
+                    writer,
+                    startup_frames,
+                    status,
+                });
+            }
+            backend::ERROR_RESPONSE_TAG => return Err(refused(&frame)),
+            _ => startup_frames.push(frame),
+        }
+    }
+}
+
+fn refused(frame: &Frame) -> ProxyError {
+    match ErrorFields::parse(&frame.body, "ErrorResponse") {
+        Ok(fields) => ProxyError::UpstreamRefused { fields },
+        Err(e) => ProxyError::Upstream(e),
+    }
+}
+
+/// Runs one simple query on the upstream connection before the client is attached, returning
+/// its rows as text. Used for the masking catalogue lookup.
+pub async fn simple_query(
+    upstream: &mut Upstream,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, ProxyError> {
+    let mut buf = BytesMut::new();
+    frontend::query(sql, &mut buf).map_err(io_err)?;
+    send(&mut upstream.writer, buf).await?;
+    let mut rows = Vec::new();
+    let mut error = None;
+    loop {
+        let frame = next(&mut upstream.reader).await?;
+        match frame.tag {
+            backend::DATA_ROW_TAG => {
+                let values = backend::parse_data_row(&frame.body).map_err(ProxyError::Upstream)?;
+                rows.push(
+                    values
+                        .into_iter()
+                        .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                        .collect(),
+                );
+            }
+            backend::ERROR_RESPONSE_TAG => error = Some(refused(&frame)),
+            backend::READY_FOR_QUERY_TAG => {
+                upstream.status =
+                    TransactionStatus::parse(&frame.body).map_err(ProxyError::Upstream)?;
+                return match error {
+                    Some(e) => Err(e),
+                    None => Ok(rows),
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Forwards a raw CancelRequest (PostgreSQL docs 55.2.7) to the server at `addr`.
+pub async fn forward_cancel(addr: SocketAddr, body: &[u8]) -> Result<(), ProxyError> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|source| ProxyError::UpstreamConnect { addr, source })?;
+    let mut buf = BytesMut::new();
+    let len = u32::try_from(body.len() + 8).unwrap_or(u32::MAX);
+    buf.extend_from_slice(&len.to_be_bytes());
+    buf.extend_from_slice(&crate::pgwire::codec::codes::CANCEL_REQUEST.to_be_bytes());
+    buf.extend_from_slice(body);
+    stream.write_all(&buf).await.map_err(io_err)?;
+    stream.shutdown().await.map_err(io_err)?;
+    Ok(())
+}

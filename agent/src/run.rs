@@ -1,0 +1,146 @@
+//! `jitgate-agent run`: load the configuration, resolve targets, bind the loopback listeners,
+//! load and attach the kernel programs, then serve until SIGINT/SIGTERM. The kernel programs stay
+//! attached (pinned) after the agent exits, so protected destinations fail closed while it is
+//! down; `jitgate-agent unload` removes them.
+
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use tokio::net::TcpListener;
+
+use crate::audit::AuditSink;
+use crate::bpf::{RedirectConfig, Redirector};
+use crate::config::Config;
+use crate::identity::Validator;
+use crate::policy::{Analyzer, Policy};
+use crate::proxy::{Context, Target};
+
+/// Resolves every target's address (hostnames through the system resolver).
+fn resolve_targets(config: &Config) -> anyhow::Result<Vec<Target>> {
+    config
+        .targets
+        .iter()
+        .map(|t| {
+            let addrs: Vec<SocketAddr> = t
+                .address
+                .to_socket_addrs()
+                .with_context(|| format!("resolving target {} address {}", t.name, t.address))?
+                .collect();
+            if addrs.is_empty() {
+                bail!(
+                    "target {} address {} resolves to nothing",
+                    t.name,
+                    t.address
+                );
+            }
+            Ok(Target {
+                config: t.clone(),
+                addrs,
+                password: t.password()?,
+            })
+        })
+        .collect()
+}
+
+/// Runs the agent with the configuration file at `path`.
+pub async fn run(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path)?;
+    let targets = resolve_targets(&config)?;
+    let validator = Validator::from_config(&config.issuers)?;
+
+    let v4 = TcpListener::bind(config.agent.listen)
+        .await
+        .with_context(|| format!("binding {}", config.agent.listen))?;
+    let listen_v4 = match v4.local_addr()? {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => bail!("IPv4 listener bound to {a}"),
+    };
+    let mut listeners = vec![v4];
+    let mut listen_v6 = None;
+    if let Some(addr) = config.agent.listen_v6 {
+        // Same port as IPv4 when asked for port 0, so one number describes the agent.
+        let addr = if addr.port() == 0 {
+            std::net::SocketAddrV6::new(*addr.ip(), listen_v4.port(), 0, 0)
+        } else {
+            addr
+        };
+        let v6 = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        if let SocketAddr::V6(a) = v6.local_addr()? {
+            listen_v6 = Some(a);
+        }
+        listeners.push(v6);
+    }
+
+    let protected: Vec<SocketAddr> = targets.iter().flat_map(|t| t.addrs.clone()).collect();
+    let redirect = RedirectConfig {
+        cgroup: config.agent.runner_cgroup.clone(),
+        pin_dir: config.agent.bpf_pin_dir.clone(),
+        listen_v4,
+        listen_v6,
+        protected,
+    };
+    let redirector = Redirector::load(&redirect)?;
+    let mount = crate::bpf::cgroup2_mount()?;
+    let runner_cgroup = format!(
+        "/{}",
+        redirector
+            .cgroup_path()
+            .strip_prefix(&mount)
+            .unwrap_or(redirector.cgroup_path())
+            .display()
+    );
+
+    let host = config.agent.host_name.clone().unwrap_or_else(hostname);
+    let audit = AuditSink::spawn(config.agent.collector.clone(), host);
+    let ctx = Arc::new(Context {
+        redirector: Arc::new(redirector),
+        validator,
+        policy: Policy::new(config.rules.clone()),
+        analyzer: Analyzer::default(),
+        targets,
+        audit: audit.clone(),
+        runner_cgroup,
+        max_message: config.agent.max_message_bytes,
+    });
+    tracing::info!(%listen_v4, ?listen_v6, cgroup = %ctx.runner_cgroup, "agent ready");
+    // One line on stdout for supervisors and test harnesses.
+    println!("jitgate-agent ready on {listen_v4}");
+
+    crate::proxy::listener::accept_loop(ctx, listeners, shutdown_signal()).await;
+    let left = audit.flush(Duration::from_secs(5)).await;
+    if left > 0 {
+        tracing::warn!(
+            unacknowledged = left,
+            "audit events not acknowledged at shutdown"
+        );
+    }
+    tracing::info!("agent stopped; kernel programs stay attached (fail closed)");
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".into())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers, run until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
