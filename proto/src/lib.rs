@@ -1,7 +1,6 @@
 //! The jitgate audit protocol, package `jitgate.audit.v1` (`proto/audit.proto`): events the agent
 //! streams to the collector, acknowledgements, and the collector's query API.
 #![allow(missing_docs, reason = "generated code")]
-#![allow(clippy::large_enum_variant, reason = "generated code")]
 
 /// Generated messages and services of `jitgate.audit.v1`.
 pub mod audit {
