@@ -1,0 +1,232 @@
+//! The whole jitgate path on one machine, as the demo and the end-to-end tests use it: a real
+//! PostgreSQL 15 with the shop dataset, the collector, a test OIDC issuer (RSA, Entra-shaped
+//! service-principal token), a runner cgroup and the agent protecting the database's real
+//! address. Jobs run inside the runner cgroup with real `psql`.
+//!
+//! Fields drop in declaration order: the agent stops (and its kernel programs are unloaded)
+//! before the cgroup, the collector and the server go.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use tempfile::TempDir;
+
+use crate::agent::AgentGuard;
+use crate::cgroup::CgroupGuard;
+use crate::claims::{entra_sp_claims, entra_v2_issuer};
+use crate::collector::CollectorGuard;
+use crate::issuer::Issuer;
+use crate::postgres::{PasswordAuth, PgServer};
+use crate::process::{Bins, bins};
+
+/// Entra tenant of the demo identity.
+pub const TENANT: &str = "7f3c2a91-5d4e-4b8a-9c21-3e6f0a1b2c3d";
+/// Application (client) id of the CI service principal.
+pub const APP_ID: &str = "5a1e9c44-2b7d-4e1f-8a3c-6d9b0f2e4a71";
+/// Object id of the CI service principal (the token's `sub` and `oid`).
+pub const OBJECT_ID: &str = "c0ffee00-1234-4abc-9def-0123456789ab";
+/// Audience the agent accepts.
+pub const AUDIENCE: &str = "api://jitgate";
+/// The upstream role the agent authenticates as (SCRAM-SHA-256); owner of the shop tables.
+pub const CI_ROLE: &str = "jitgate_ci";
+/// The shop database.
+pub const SHOP_DB: &str = "shop";
+/// Deny rule id in the stack's config.
+pub const DENY_RULE: &str = "ci-no-ddl";
+
+/// A running stack.
+pub struct Stack {
+    /// The agent.
+    pub agent: AgentGuard,
+    /// The CI runner's cgroup.
+    pub cgroup: CgroupGuard,
+    /// The collector.
+    pub collector: CollectorGuard,
+    /// The protected server.
+    pub pg: PgServer,
+    /// The test issuer.
+    pub issuer: Issuer,
+    /// The job's token file (an Entra-shaped service-principal token).
+    pub token_file: PathBuf,
+    /// Binaries under test.
+    pub bins: Bins,
+    /// Config, keys, token and logs.
+    pub dir: TempDir,
+}
+
+/// The agent configuration the stack runs with.
+pub fn agent_config(
+    stack_dir: &Path,
+    pg_port: u16,
+    cgroup: &Path,
+    pin_dir: &Path,
+    collector: &str,
+) -> String {
+    let issuer = entra_v2_issuer(TENANT);
+    format!(
+        r#"[agent]
+listen = "127.0.0.1:0"
+listen_v6 = "[::1]:0"
+runner_cgroup = "{cgroup}"
+bpf_pin_dir = "{pins}"
+collector = "{collector}"
+host_name = "runner-1"
+
+[[issuers]]
+issuer = "{issuer}"
+audiences = ["{AUDIENCE}"]
+jwks_file = "{jwks}"
+
+[[targets]]
+name = "shop"
+address = "127.0.0.1:{pg_port}"
+upstream_user = "{CI_ROLE}"
+upstream_password_file = "{password}"
+masks = [
+  {{ column = "public.customers.email", strategy = "partial", keep_first = 1 }},
+  {{ column = "public.customers.card_number", strategy = "partial", keep_last = 4 }},
+]
+
+[[rules]]
+id = "{DENY_RULE}"
+match = {{ iss = "{issuer}" }}
+deny = ["ddl", "truncate"]
+reason = "schema changes go through the migration pipeline"
+"#,
+        cgroup = cgroup.display(),
+        pins = pin_dir.display(),
+        jwks = stack_dir.join("jwks.json").display(),
+        password = stack_dir.join("upstream.password").display(),
+    )
+}
+
+impl Stack {
+    /// Starts everything. Needs root.
+    pub fn start() -> anyhow::Result<Self> {
+        let bins = bins();
+        let dir = tempfile::Builder::new()
+            .prefix("jitgate-stack-")
+            .tempdir()?;
+        let pg = PgServer::start()?;
+        pg.load_shop_dataset(SHOP_DB)?;
+        let password = format!("ci-{}", uuid_like());
+        pg.create_role(CI_ROLE, &password, PasswordAuth::Scram)?;
+        pg.psql_superuser_in(
+            SHOP_DB,
+            &format!(
+                "ALTER TABLE customers OWNER TO {CI_ROLE};\nALTER TABLE orders OWNER TO {CI_ROLE};\n\
+                 ALTER SEQUENCE customers_id_seq OWNER TO {CI_ROLE};\nALTER SEQUENCE orders_id_seq OWNER TO {CI_ROLE};\n"
+            ),
+        )?;
+        std::fs::write(dir.path().join("upstream.password"), &password)?;
+
+        let issuer = Issuer::new_rsa(&entra_v2_issuer(TENANT), "demo-key-1")?;
+        issuer.write_jwks(&dir.path().join("jwks.json"))?;
+        let claims = entra_sp_claims(
+            TENANT,
+            APP_ID,
+            OBJECT_ID,
+            AUDIENCE,
+            Duration::from_secs(3600),
+        );
+        let token_file = dir.path().join("token.jwt");
+        std::fs::write(&token_file, issuer.token(&claims)?)?;
+
+        let collector = CollectorGuard::start(&bins.collector)?;
+        let cgroup = CgroupGuard::new("jitgate-runner")?;
+        let pin_dir = PathBuf::from(format!("/sys/fs/bpf/jitgate-test-{}", uuid_like()));
+        let config = agent_config(
+            dir.path(),
+            pg.port(),
+            cgroup.path(),
+            &pin_dir,
+            &collector.url(),
+        );
+        let config_path = dir.path().join("agent.toml");
+        std::fs::write(&config_path, config)?;
+        let agent = AgentGuard::start(
+            &bins.agent,
+            &config_path,
+            &pin_dir,
+            &dir.path().join("agent.log"),
+        )?;
+        Ok(Self {
+            agent,
+            cgroup,
+            collector,
+            pg,
+            issuer,
+            token_file,
+            bins,
+            dir,
+        })
+    }
+
+    /// A command running `program` inside the runner cgroup, with the job's token file named by
+    /// `AZURE_FEDERATED_TOKEN_FILE` when `with_token`.
+    pub fn job(&self, program: &str, with_token: bool) -> Command {
+        let mut command = in_cgroup(self.cgroup.path(), program);
+        command
+            .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+            .env_remove("JITGATE_OIDC_TOKEN_FILE")
+            .env_remove("PGPASSWORD");
+        if with_token {
+            command.env("AZURE_FEDERATED_TOKEN_FILE", &self.token_file);
+        }
+        command
+    }
+
+    /// Runs `psql -c sql` against the database's real address from inside the runner cgroup,
+    /// with no password.
+    pub fn psql(&self, sql: &str, with_token: bool) -> anyhow::Result<Output> {
+        let mut command = self.job("psql", with_token);
+        command
+            .args([
+                "-X",
+                "-w",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+            ])
+            .args(["-p", &self.pg.port().to_string(), "-d", SHOP_DB, "-c", sql])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .stdin(Stdio::null());
+        command
+            .output()
+            .context("running psql in the runner cgroup")
+    }
+
+    /// Runs the `jitgate` CLI against the stack's collector.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
+        Command::new(&self.bins.jitgate_cli)
+            .args(args)
+            .env("JITGATE_COLLECTOR", self.collector.url())
+            .output()
+            .context("running jitgate")
+    }
+}
+
+/// A command that moves itself into the cgroup at `cgroup` and then execs `program`.
+pub fn in_cgroup(cgroup: &Path, program: &str) -> Command {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("echo $$ > \"$0\" && exec \"$@\"")
+        .arg(cgroup.join("cgroup.procs"))
+        .arg(program);
+    command
+}
+
+/// A short unique token for names (pid + time).
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos:x}", std::process::id())
+}

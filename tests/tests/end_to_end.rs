@@ -1,0 +1,274 @@
+//! End-to-end tests of the walking skeleton, as root: real kernel programs, a real PostgreSQL 15,
+//! real `psql` and `pgbench` run inside the runner cgroup, real JWTs, the real collector. Each test
+//! asserts what the client received, what PostgreSQL executed, and what the collector stored.
+//!
+//! Run with `cargo xtask test` (or `cargo test -p jitgate-tests --test end_to_end --
+//! --test-threads=1` as root after `cargo xtask build`).
+
+use std::net::TcpListener;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use jitgate_tests::process::is_root;
+use jitgate_tests::shop::customers;
+use jitgate_tests::stack::{APP_ID, DENY_RULE, OBJECT_ID, Stack};
+use serde_json::Value;
+
+fn stack() -> Option<Stack> {
+    if !is_root() {
+        eprintln!("skipped: needs root (eBPF, cgroups, runuser)");
+        return None;
+    }
+    Some(Stack::start().expect("stack starts"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    )
+}
+
+/// Polls the collector until `probe` finds what it needs (audit delivery is asynchronous).
+fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn json_lines(out: &Output) -> Vec<Value> {
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Events of the newest session whose statements include `needle`.
+fn events_with(stack: &Stack, needle: &str) -> Vec<Value> {
+    eventually(&format!("a session with {needle:?}"), || {
+        let sessions = json_lines(&stack.cli(&["sessions", "--json"]).ok()?);
+        sessions.iter().find_map(|s| {
+            let id = s["session_id"].as_str()?;
+            let events = json_lines(&stack.cli(&["events", "--session", id, "--json"]).ok()?);
+            let found = events
+                .iter()
+                .any(|e| e["statement"]["text"].as_str().is_some_and(|t| t.contains(needle)));
+            let ended = events.iter().any(|e| e["kind"] == "session_ended");
+            (found && ended).then_some(events)
+        })
+    })
+}
+
+#[test]
+fn allowed_select_returns_rows_with_email_and_card_masked() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql("SELECT name, email AS e, card_number FROM customers ORDER BY id", true)
+        .expect("psql runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let rows: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    let expected = customers();
+    assert_eq!(rows.len(), expected.len(), "{stdout}");
+    for (row, customer) in rows.iter().zip(&expected) {
+        let cols: Vec<&str> = row.split('|').collect();
+        assert_eq!(cols[0], customer.name, "names are not protected and come back as stored");
+        assert_ne!(cols[1], customer.email, "email must be masked even under an alias");
+        assert!(cols[1].starts_with(&customer.email[..1]) && cols[1].contains("*@"), "{row}");
+        assert_ne!(cols[2], customer.card_number);
+        assert!(cols[2].ends_with(&customer.card_number[12..]), "last four kept: {row}");
+        assert!(cols[2].starts_with("************"), "{row}");
+    }
+    assert!(!stdout.contains("@example.com"), "no real address may leave: {stdout}");
+
+    let events = events_with(&stack, "SELECT name, email AS e");
+    let stmt = events
+        .iter()
+        .find(|e| e["kind"] == "statement")
+        .expect("statement event");
+    assert_eq!(stmt["statement"]["decision"], "allowed");
+    assert_eq!(stmt["statement"]["rows"], expected.len());
+    assert_eq!(stmt["statement"]["masked_cells"], 2 * expected.len());
+    let started = events
+        .iter()
+        .find(|e| e["kind"] == "session_started")
+        .expect("session_started");
+    let identity = &started["session_started"]["identity"];
+    assert_eq!(identity["object_id"], OBJECT_ID);
+    assert_eq!(identity["app_id"], APP_ID);
+    assert_eq!(started["session_started"]["process"]["comm"], "psql");
+    assert_eq!(started["session_started"]["database"], "shop");
+}
+
+#[test]
+fn drop_table_is_denied_with_42501_and_the_session_goes_on() {
+    let Some(stack) = stack() else { return };
+    let script = "\\set VERBOSITY verbose\nDROP TABLE customers;\nSELECT count(*) FROM customers;\n";
+    let mut command = stack.job("psql", true);
+    command
+        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
+        .args(["-p", &stack.pg.port().to_string(), "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("psql spawns");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(script.as_bytes()).expect("script written");
+    }
+    let out = child.wait_with_output().expect("psql finishes");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("ERROR:  42501:"), "{}", describe(&out));
+    assert!(stderr.contains(DENY_RULE), "the rule is named: {stderr}");
+    assert!(stderr.contains("DDL"), "the statement class is named: {stderr}");
+    assert_eq!(text(&out.stdout).trim(), "20", "the session went on: {}", describe(&out));
+
+    let tables = stack
+        .pg
+        .psql_superuser_in("shop", "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';")
+        .expect("superuser query");
+    assert_eq!(tables.trim(), "1", "customers still exists");
+    let log = stack.pg.server_log();
+    assert!(!log.to_lowercase().contains("drop table"), "DROP never reached the server");
+
+    let events = events_with(&stack, "DROP TABLE customers");
+    let denied = events
+        .iter()
+        .find(|e| e["statement"]["text"].as_str().is_some_and(|t| t.contains("DROP TABLE")))
+        .expect("denied statement event");
+    assert_eq!(denied["statement"]["decision"], "denied");
+    assert_eq!(denied["statement"]["rule"], DENY_RULE);
+    assert_eq!(denied["statement"]["sqlstate"], "42501");
+    assert!(denied["statement"]["kinds"]
+        .as_array()
+        .is_some_and(|k| k.iter().any(|k| k == "ddl")));
+}
+
+#[test]
+fn a_denied_statement_denies_the_whole_query_string() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql("SELECT 1; TRUNCATE orders", true)
+        .expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("TRUNCATE"), "{}", describe(&out));
+    let orders = stack
+        .pg
+        .psql_superuser_in("shop", "SELECT count(*) > 0 FROM orders;")
+        .expect("superuser query");
+    assert_eq!(orders.trim(), "t", "orders untouched");
+}
+
+#[test]
+fn unparseable_sql_is_refused_and_not_forwarded() {
+    let Some(stack) = stack() else { return };
+    let out = stack.psql("SELEC * FROM customers", true).expect("psql runs");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("syntax error"), "{stderr}");
+    assert!(stderr.contains("not forwarded"), "{stderr}");
+    assert!(!stack.pg.server_log().contains("SELEC *"), "never sent upstream");
+}
+
+#[test]
+fn a_process_without_a_token_is_refused_with_28000() {
+    let Some(stack) = stack() else { return };
+    let out = stack.psql("SELECT 1", false).expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no OIDC token"), "{stderr}");
+    assert!(stderr.contains("AZURE_FEDERATED_TOKEN_FILE"), "says what to set: {stderr}");
+    let refused = eventually("a refused session", || {
+        let sessions = json_lines(&stack.cli(&["sessions", "--json"]).ok()?);
+        sessions.into_iter().find(|s| s["refused"] == true)
+    });
+    assert!(refused["refused_reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("no OIDC token")));
+}
+
+#[test]
+fn an_expired_token_is_refused() {
+    let Some(stack) = stack() else { return };
+    let mut claims = jitgate_tests::claims::entra_sp_claims(
+        jitgate_tests::stack::TENANT,
+        APP_ID,
+        OBJECT_ID,
+        jitgate_tests::stack::AUDIENCE,
+        Duration::from_secs(60),
+    );
+    claims["exp"] = Value::from(jitgate_tests::claims::now_secs() - 3600);
+    std::fs::write(&stack.token_file, stack.issuer.token(&claims).expect("token")).expect("write");
+    let out = stack.psql("SELECT 1", true).expect("psql runs");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("expired"), "{}", describe(&out));
+}
+
+#[test]
+fn extended_protocol_through_the_agent_with_pgbench() {
+    let Some(stack) = stack() else { return };
+    let script = stack.dir.path().join("bench.sql");
+    std::fs::write(&script, "SELECT email, card_number FROM customers WHERE id = 3;\n")
+        .expect("script");
+    for mode in ["extended", "prepared"] {
+        let mut command = stack.job("pgbench", true);
+        command
+            .args(["-n", "-M", mode, "-t", "20", "-h", "127.0.0.1", "-d", "shop"])
+            .args(["-p", &stack.pg.port().to_string(), "-f"])
+            .arg(&script);
+        let out = command.output().expect("pgbench runs");
+        assert!(out.status.success(), "{mode}: {}", describe(&out));
+        assert!(text(&out.stdout).contains("number of failed transactions: 0"), "{}", describe(&out));
+    }
+}
+
+#[test]
+fn connections_to_other_ports_and_from_outside_the_cgroup_are_not_redirected() {
+    let Some(stack) = stack() else { return };
+    // Another port on the same address, from inside the runner cgroup.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut command = stack.job("python3", true);
+    command.args([
+        "-c",
+        &format!("import socket; s=socket.create_connection(('127.0.0.1',{port})); print(s.getpeername()[1])"),
+    ]);
+    let out = command.output().expect("python runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let (_conn, peer) = listener.accept().expect("the connection reached its real destination");
+    assert!(peer.ip().is_loopback());
+
+    // The protected database from a process outside the runner cgroup goes direct: the server
+    // asks it for a password itself (the agent would never ask).
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-w", "-h", "127.0.0.1", "-p", &stack.pg.port().to_string()])
+        .args(["-d", "shop", "-c", "SELECT 1"])
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("psql runs");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("password"), "{}", describe(&out));
+}
+
+#[test]
+fn a_killed_agent_fails_closed() {
+    let Some(mut stack) = stack() else { return };
+    stack.agent.kill();
+    let out = stack.psql("SELECT 1", true).expect("psql runs");
+    assert!(!out.status.success(), "must not bypass: {}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("refused") || stderr.contains("could not connect"), "{stderr}");
+    assert!(!stack.pg.server_log().contains("SELECT 1"), "nothing reached the server");
+}
