@@ -86,26 +86,24 @@ struct Pump {
 
 impl Pump {
     async fn run(self, inbound: Streaming<Event>) {
-        let end = self.pump(inbound).await;
-        match &end {
-            End::AgentClosed | End::AgentGone => {
-                info!(peer = %self.peer, ?end, "agent stream ended")
-            }
+        let peer = self.peer.as_str();
+        match self.pump(inbound).await {
+            end @ (End::AgentClosed | End::AgentGone) => info!(peer, ?end, "agent stream ended"),
             End::AgentError(status) => {
-                info!(peer = %self.peer, code = ?status.code(), message = status.message(), "agent stream failed");
+                info!(peer, code = ?status.code(), message = status.message(), "agent stream failed");
             }
             End::Storage(err) => {
-                error!(peer = %self.peer, error = %crate::report(err), "storing events failed")
+                error!(peer, error = %crate::report(&err), "storing events failed");
+                // The agent may already be gone; nothing to do then.
+                let _ = self.acks.send(Err(status_of(&err))).await;
             }
             End::Shutdown => {
-                let status = Status::unavailable("collector shutting down");
-                // The agent may already be gone; nothing to do then.
-                let _ = self.acks.send(Err(status)).await;
-                info!(peer = %self.peer, "agent stream closed for shutdown");
+                let _ = self
+                    .acks
+                    .send(Err(Status::unavailable("collector shutting down")))
+                    .await;
+                info!(peer, "agent stream closed for shutdown");
             }
-        }
-        if let End::Storage(err) = end {
-            let _ = self.acks.send(Err(status_of(&err))).await;
         }
     }
 
