@@ -4,3 +4,10 @@
 
 pub mod audit;
 pub mod bpf;
+pub mod config;
+pub mod identity;
+pub mod masking;
+pub mod pgwire;
+pub mod policy;
+pub mod proxy;
+pub mod run;
