@@ -179,11 +179,7 @@ mod user {
 impl ProcessFacts {
     /// The `comm` as text, up to the first NUL (lossy for non-UTF-8 bytes is the caller's job).
     pub fn comm_bytes(&self) -> &[u8] {
-        let end = self
-            .comm
-            .iter()
-            .position(|&b| b == 0)
-            .unwrap_or(COMM_LEN);
+        let end = self.comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
         &self.comm[..end]
     }
 }

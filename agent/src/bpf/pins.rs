@@ -1,13 +1,12 @@
 //! The pin directory: links and maps pinned on bpffs so the redirect outlives the agent.
 //!
-//! Layout under `pin_dir`: `<program>.link` for each program's cgroup link (see
-//! `jitgate_common::PROG_*`) and `<MAP>.map` for each map (`jitgate_common::MAP_*`). A new
-//! instance pins under `<name>.new` and renames over the old pin, so the old instance's link is
+//! Layout under `pin_dir`: `<program>_link` for each program's cgroup link (see
+//! `jitgate_common::PROG_*`) and `<MAP>_map` for each map (`jitgate_common::MAP_*`); bpffs
+//! reserves names with dots. A new instance pins under `<name>_new` and renames over the old pin, so the old instance's link is
 //! released (and detached) only after the new one is attached: protected connects never find
 //! the cgroup without a redirect.
 
 use std::{
-    ffi::OsStr,
     fs, io,
     path::{Path, PathBuf},
 };
@@ -17,16 +16,16 @@ use aya::{maps::Map, programs::links::FdLink};
 use super::BpfError;
 
 /// Suffix of link pins.
-const LINK_SUFFIX: &str = "link";
+const LINK_SUFFIX: &str = "_link";
 /// Suffix of map pins.
-const MAP_SUFFIX: &str = "map";
+const MAP_SUFFIX: &str = "_map";
 /// Suffix of pins being staged before the rename.
-const STAGING_SUFFIX: &str = "new";
+const STAGING_SUFFIX: &str = "_new";
 
-/// Pins `link` as `<pin_dir>/<name>.link`, replacing (and so detaching) a previous pin.
+/// Pins `link` as `<pin_dir>/<name>_link`, replacing (and so detaching) a previous pin.
 /// The link's file descriptor is closed: from here on the pin alone keeps it attached.
 pub(super) fn pin_link(pin_dir: &Path, name: &'static str, link: FdLink) -> Result<(), BpfError> {
-    let path = pin_dir.join(format!("{name}.{LINK_SUFFIX}"));
+    let path = pin_dir.join(format!("{name}{LINK_SUFFIX}"));
     let staging = staging_path(&path);
     remove_if_present(&staging)?;
     let pinned = link.pin(&staging).map_err(|source| BpfError::Pin {
@@ -37,10 +36,10 @@ pub(super) fn pin_link(pin_dir: &Path, name: &'static str, link: FdLink) -> Resu
     replace(&staging, &path)
 }
 
-/// Pins `map` as `<pin_dir>/<name>.map`, replacing a previous pin (programs of a previous
+/// Pins `map` as `<pin_dir>/<name>_map`, replacing a previous pin (programs of a previous
 /// instance keep their own map until they are detached).
 pub(super) fn pin_map(pin_dir: &Path, name: &'static str, map: &Map) -> Result<(), BpfError> {
-    let path = pin_dir.join(format!("{name}.{MAP_SUFFIX}"));
+    let path = pin_dir.join(format!("{name}{MAP_SUFFIX}"));
     let staging = staging_path(&path);
     remove_if_present(&staging)?;
     map.pin(&staging).map_err(|source| BpfError::Pin {
@@ -50,7 +49,7 @@ pub(super) fn pin_map(pin_dir: &Path, name: &'static str, map: &Map) -> Result<(
     replace(&staging, &path)
 }
 
-/// Detaches the redirect and removes its pins: every `*.link`, `*.map` and `*.new` file in
+/// Detaches the redirect and removes its pins: every `*_link`, `*_map` and `*_new` file in
 /// `pin_dir`, then the directory itself. Removing a link pin releases the link, which detaches
 /// its program from the cgroup (the agent keeps no link file descriptors open). A missing
 /// `pin_dir` is not an error.
@@ -71,9 +70,13 @@ pub fn unload(pin_dir: &Path) -> Result<(), BpfError> {
             .map_err(|source| io_error("reading pin directory", pin_dir, source))?
             .path();
         let ours = path
-            .extension()
-            .and_then(OsStr::to_str)
-            .is_some_and(|ext| [LINK_SUFFIX, MAP_SUFFIX, STAGING_SUFFIX].contains(&ext));
+            .file_name()
+            .and_then(|name| name.to_str())
+            .is_some_and(|name| {
+                [LINK_SUFFIX, MAP_SUFFIX, STAGING_SUFFIX]
+                    .iter()
+                    .any(|suffix| name.ends_with(suffix))
+            });
         if ours {
             remove_if_present(&path)?;
         }
@@ -83,7 +86,6 @@ pub fn unload(pin_dir: &Path) -> Result<(), BpfError> {
 
 fn staging_path(path: &Path) -> PathBuf {
     let mut staging = path.as_os_str().to_owned();
-    staging.push(".");
     staging.push(STAGING_SUFFIX);
     PathBuf::from(staging)
 }
