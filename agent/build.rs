@@ -41,6 +41,11 @@ fn main() -> anyhow::Result<()> {
 
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").ok_or_else(|| anyhow!("no manifest dir"))?);
+    // The kernel programs compile the shared types too; aya-build only watches the ebpf crate.
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../common").display()
+    );
     let ebpf_manifest = manifest_dir.join("../ebpf/Cargo.toml");
     let cargo_metadata::Metadata { packages, .. } = cargo_metadata::MetadataCommand::new()
         .manifest_path(&ebpf_manifest)
