@@ -153,7 +153,7 @@ pub fn streamed(title: &str, command: &mut Command) -> anyhow::Result<()> {
     let elapsed = start.elapsed();
     if !status.success() {
         note(&format!("✗ {title} ({status}, {elapsed:.1?})"));
-        bail!("{title}: `{line}` failed ({status})");
+        bail!("`{line}` failed ({status})");
     }
     note(&format!("✓ {title} ({elapsed:.1?})"));
     Ok(())

@@ -4,7 +4,8 @@
 //! 2. `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings`;
 //! 3. unit tests (`cargo test --workspace`, minus the root integration test binaries);
 //! 4. build the binaries ([`build::binaries`]) and run the root integration tests
-//!    (`cargo test -p jitgate-tests -- --test-threads=1`) with `JITGATE_*_BIN` pointing at them.
+//!    (`cargo test -p jitgate-tests --no-fail-fast -- --test-threads=1`) with `JITGATE_*_BIN`
+//!    pointing at them.
 //!
 //! Independent steps all run even when one fails, so one run reports every problem. Without
 //! root the integration tests are skipped, loudly; `--require-root` makes that a failure.
