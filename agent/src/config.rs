@@ -170,9 +170,9 @@ impl TargetConfig {
     }
 }
 
-/// One masked column.
+/// One masked column. (Unknown keys are rejected by the strategy, which receives every key but
+/// `column`.)
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct MaskConfig {
     /// `schema.table.column`.
     pub column: String,
@@ -236,5 +236,65 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+[agent]
+listen = "127.0.0.1:15432"
+runner_cgroup = "ci-runner"
+
+[[issuers]]
+issuer = "https://login.microsoftonline.com/t/v2.0"
+audiences = ["api://jitgate"]
+jwks_file = "/etc/jitgate/jwks.json"
+
+[[targets]]
+name = "shop"
+address = "127.0.0.1:5432"
+upstream_user = "jitgate_ci"
+upstream_password = "secret"
+masks = [
+  { column = "public.customers.email", strategy = "partial", keep_first = 1 },
+  { column = "public.customers.card_number", strategy = "redact" },
+]
+
+[[rules]]
+id = "ci-no-ddl"
+match = { iss = "https://login.microsoftonline.com/t/v2.0" }
+deny = ["ddl", "truncate"]
+"#;
+
+    #[test]
+    fn example_config_parses() {
+        let config: Config = toml::from_str(EXAMPLE).expect("valid config");
+        config.check().expect("consistent");
+        let masks = &config.targets[0].masks;
+        assert_eq!(
+            masks[0].strategy,
+            MaskStrategy::Partial {
+                keep_first: 1,
+                keep_last: 0
+            }
+        );
+        assert_eq!(config.rules[0].deny, vec![StatementKind::Ddl, StatementKind::Truncate]);
+        assert_eq!(config.agent.bpf_pin_dir, PathBuf::from("/sys/fs/bpf/jitgate"));
+    }
+
+    #[test]
+    fn unknown_mask_option_is_rejected() {
+        let bad = EXAMPLE.replace("keep_first = 1", "keep_frist = 1");
+        assert!(toml::from_str::<Config>(&bad).is_err());
+    }
+
+    #[test]
+    fn non_loopback_listener_is_rejected() {
+        let bad = EXAMPLE.replace("127.0.0.1:15432", "10.0.0.1:15432");
+        let config: Config = toml::from_str(&bad).expect("parses");
+        assert!(config.check().is_err());
     }
 }

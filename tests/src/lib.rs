@@ -1,6 +1,7 @@
 //! jitgate test harness: real PostgreSQL servers, cgroups, OIDC issuers and child processes as
 //! RAII guards, shared by the root integration tests (`tests/tests/`) and `cargo xtask demo`.
 
+pub mod agent;
 pub mod cgroup;
 pub mod claims;
 pub mod collector;
@@ -8,3 +9,4 @@ pub mod issuer;
 pub mod postgres;
 pub mod process;
 pub mod shop;
+pub mod stack;

@@ -167,7 +167,7 @@ impl Stack {
     /// A command running `program` inside the runner cgroup, with the job's token file named by
     /// `AZURE_FEDERATED_TOKEN_FILE` when `with_token`.
     pub fn job(&self, program: &str, with_token: bool) -> Command {
-        let mut command = in_cgroup(self.cgroup.path(), program);
+        let mut command = self.cgroup.command(program);
         command
             .env_remove("AZURE_FEDERATED_TOKEN_FILE")
             .env_remove("JITGATE_OIDC_TOKEN_FILE")
@@ -209,17 +209,6 @@ impl Stack {
             .output()
             .context("running jitgate")
     }
-}
-
-/// A command that moves itself into the cgroup at `cgroup` and then execs `program`.
-pub fn in_cgroup(cgroup: &Path, program: &str) -> Command {
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg("echo $$ > \"$0\" && exec \"$@\"")
-        .arg(cgroup.join("cgroup.procs"))
-        .arg(program);
-    command
 }
 
 /// A short unique token for names (pid + time).
