@@ -44,7 +44,8 @@ impl CollectorGuard {
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(dir.path().join("audit.db"))
             .stdin(Stdio::null())
-            .stdout(Stdio::piped());
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("collector.log"))?);
         let mut child = ChildGuard::spawn(&mut command, "jitgate-collector")?;
         let stdout = child
             .child_mut()

@@ -103,9 +103,13 @@ reason = "schema changes go through the migration pipeline"
 }
 
 impl Stack {
-    /// Starts everything. Needs root.
+    /// Starts everything with the binaries [`bins`] finds. Needs root.
     pub fn start() -> anyhow::Result<Self> {
-        let bins = bins();
+        Self::start_with(bins())
+    }
+
+    /// Starts everything with the given binaries. Needs root.
+    pub fn start_with(bins: Bins) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
             .tempdir()?;

@@ -61,9 +61,11 @@ fn events_with(stack: &Stack, needle: &str) -> Vec<Value> {
         sessions.iter().find_map(|s| {
             let id = s["session_id"].as_str()?;
             let events = json_lines(&stack.cli(&["events", "--session", id, "--json"]).ok()?);
-            let found = events
-                .iter()
-                .any(|e| e["statement"]["text"].as_str().is_some_and(|t| t.contains(needle)));
+            let found = events.iter().any(|e| {
+                e["statement"]["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(needle))
+            });
             let ended = events.iter().any(|e| e["kind"] == "session_ended");
             (found && ended).then_some(events)
         })
@@ -74,7 +76,10 @@ fn events_with(stack: &Stack, needle: &str) -> Vec<Value> {
 fn allowed_select_returns_rows_with_email_and_card_masked() {
     let Some(stack) = stack() else { return };
     let out = stack
-        .psql("SELECT name, email AS e, card_number FROM customers ORDER BY id", true)
+        .psql(
+            "SELECT name, email AS e, card_number FROM customers ORDER BY id",
+            true,
+        )
         .expect("psql runs");
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = text(&out.stdout);
@@ -83,14 +88,29 @@ fn allowed_select_returns_rows_with_email_and_card_masked() {
     assert_eq!(rows.len(), expected.len(), "{stdout}");
     for (row, customer) in rows.iter().zip(&expected) {
         let cols: Vec<&str> = row.split('|').collect();
-        assert_eq!(cols[0], customer.name, "names are not protected and come back as stored");
-        assert_ne!(cols[1], customer.email, "email must be masked even under an alias");
-        assert!(cols[1].starts_with(&customer.email[..1]) && cols[1].contains("*@"), "{row}");
+        assert_eq!(
+            cols[0], customer.name,
+            "names are not protected and come back as stored"
+        );
+        assert_ne!(
+            cols[1], customer.email,
+            "email must be masked even under an alias"
+        );
+        assert!(
+            cols[1].starts_with(&customer.email[..1]) && cols[1].contains("*@"),
+            "{row}"
+        );
         assert_ne!(cols[2], customer.card_number);
-        assert!(cols[2].ends_with(&customer.card_number[12..]), "last four kept: {row}");
+        assert!(
+            cols[2].ends_with(&customer.card_number[12..]),
+            "last four kept: {row}"
+        );
         assert!(cols[2].starts_with("************"), "{row}");
     }
-    assert!(!stdout.contains("@example.com"), "no real address may leave: {stdout}");
+    assert!(
+        !stdout.contains("@example.com"),
+        "no real address may leave: {stdout}"
+    );
 
     let events = events_with(&stack, "SELECT name, email AS e");
     let stmt = events
@@ -114,7 +134,8 @@ fn allowed_select_returns_rows_with_email_and_card_masked() {
 #[test]
 fn drop_table_is_denied_with_42501_and_the_session_goes_on() {
     let Some(stack) = stack() else { return };
-    let script = "\\set VERBOSITY verbose\nDROP TABLE customers;\nSELECT count(*) FROM customers;\n";
+    let script =
+        "\\set VERBOSITY verbose\nDROP TABLE customers;\nSELECT count(*) FROM customers;\n";
     let mut command = stack.job("psql", true);
     command
         .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
@@ -132,28 +153,48 @@ fn drop_table_is_denied_with_42501_and_the_session_goes_on() {
     let stderr = text(&out.stderr);
     assert!(stderr.contains("ERROR:  42501:"), "{}", describe(&out));
     assert!(stderr.contains(DENY_RULE), "the rule is named: {stderr}");
-    assert!(stderr.contains("DDL"), "the statement class is named: {stderr}");
-    assert_eq!(text(&out.stdout).trim(), "20", "the session went on: {}", describe(&out));
+    assert!(
+        stderr.contains("DDL"),
+        "the statement class is named: {stderr}"
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "20",
+        "the session went on: {}",
+        describe(&out)
+    );
 
     let tables = stack
         .pg
-        .psql_superuser_in("shop", "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';")
+        .psql_superuser_in(
+            "shop",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';",
+        )
         .expect("superuser query");
     assert_eq!(tables.trim(), "1", "customers still exists");
     let log = stack.pg.server_log();
-    assert!(!log.to_lowercase().contains("drop table"), "DROP never reached the server");
+    assert!(
+        !log.to_lowercase().contains("drop table"),
+        "DROP never reached the server"
+    );
 
     let events = events_with(&stack, "DROP TABLE customers");
     let denied = events
         .iter()
-        .find(|e| e["statement"]["text"].as_str().is_some_and(|t| t.contains("DROP TABLE")))
+        .find(|e| {
+            e["statement"]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("DROP TABLE"))
+        })
         .expect("denied statement event");
     assert_eq!(denied["statement"]["decision"], "denied");
     assert_eq!(denied["statement"]["rule"], DENY_RULE);
     assert_eq!(denied["statement"]["sqlstate"], "42501");
-    assert!(denied["statement"]["kinds"]
-        .as_array()
-        .is_some_and(|k| k.iter().any(|k| k == "ddl")));
+    assert!(
+        denied["statement"]["kinds"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "ddl"))
+    );
 }
 
 #[test]
@@ -174,12 +215,17 @@ fn a_denied_statement_denies_the_whole_query_string() {
 #[test]
 fn unparseable_sql_is_refused_and_not_forwarded() {
     let Some(stack) = stack() else { return };
-    let out = stack.psql("SELEC * FROM customers", true).expect("psql runs");
+    let out = stack
+        .psql("SELEC * FROM customers", true)
+        .expect("psql runs");
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("syntax error"), "{stderr}");
     assert!(stderr.contains("not forwarded"), "{stderr}");
-    assert!(!stack.pg.server_log().contains("SELEC *"), "never sent upstream");
+    assert!(
+        !stack.pg.server_log().contains("SELEC *"),
+        "never sent upstream"
+    );
 }
 
 #[test]
@@ -189,14 +235,19 @@ fn a_process_without_a_token_is_refused_with_28000() {
     assert!(!out.status.success(), "{}", describe(&out));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("no OIDC token"), "{stderr}");
-    assert!(stderr.contains("AZURE_FEDERATED_TOKEN_FILE"), "says what to set: {stderr}");
+    assert!(
+        stderr.contains("AZURE_FEDERATED_TOKEN_FILE"),
+        "says what to set: {stderr}"
+    );
     let refused = eventually("a refused session", || {
         let sessions = json_lines(&stack.cli(&["sessions", "--json"]).ok()?);
         sessions.into_iter().find(|s| s["refused"] == true)
     });
-    assert!(refused["refused_reason"]
-        .as_str()
-        .is_some_and(|r| r.contains("no OIDC token")));
+    assert!(
+        refused["refused_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no OIDC token"))
+    );
 }
 
 #[test]
@@ -210,7 +261,11 @@ fn an_expired_token_is_refused() {
         Duration::from_secs(60),
     );
     claims["exp"] = Value::from(jitgate_tests::claims::now_secs() - 3600);
-    std::fs::write(&stack.token_file, stack.issuer.token(&claims).expect("token")).expect("write");
+    std::fs::write(
+        &stack.token_file,
+        stack.issuer.token(&claims).expect("token"),
+    )
+    .expect("write");
     let out = stack.psql("SELECT 1", true).expect("psql runs");
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("expired"), "{}", describe(&out));
@@ -220,17 +275,34 @@ fn an_expired_token_is_refused() {
 fn extended_protocol_through_the_agent_with_pgbench() {
     let Some(stack) = stack() else { return };
     let script = stack.dir.path().join("bench.sql");
-    std::fs::write(&script, "SELECT email, card_number FROM customers WHERE id = 3;\n")
-        .expect("script");
+    std::fs::write(
+        &script,
+        "SELECT email, card_number FROM customers WHERE id = 3;\n",
+    )
+    .expect("script");
     for mode in ["extended", "prepared"] {
         let mut command = stack.job("pgbench", true);
         command
-            .args(["-n", "-M", mode, "-t", "20", "-h", "127.0.0.1", "-d", "shop"])
+            .args([
+                "-n",
+                "-M",
+                mode,
+                "-t",
+                "20",
+                "-h",
+                "127.0.0.1",
+                "-d",
+                "shop",
+            ])
             .args(["-p", &stack.pg.port().to_string(), "-f"])
             .arg(&script);
         let out = command.output().expect("pgbench runs");
         assert!(out.status.success(), "{mode}: {}", describe(&out));
-        assert!(text(&out.stdout).contains("number of failed transactions: 0"), "{}", describe(&out));
+        assert!(
+            text(&out.stdout).contains("number of failed transactions: 0"),
+            "{}",
+            describe(&out)
+        );
     }
 }
 
@@ -247,13 +319,22 @@ fn connections_to_other_ports_and_from_outside_the_cgroup_are_not_redirected() {
     ]);
     let out = command.output().expect("python runs");
     assert!(out.status.success(), "{}", describe(&out));
-    let (_conn, peer) = listener.accept().expect("the connection reached its real destination");
+    let (_conn, peer) = listener
+        .accept()
+        .expect("the connection reached its real destination");
     assert!(peer.ip().is_loopback());
 
     // The protected database from a process outside the runner cgroup goes direct: the server
     // asks it for a password itself (the agent would never ask).
     let out = std::process::Command::new("psql")
-        .args(["-X", "-w", "-h", "127.0.0.1", "-p", &stack.pg.port().to_string()])
+        .args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &stack.pg.port().to_string(),
+        ])
         .args(["-d", "shop", "-c", "SELECT 1"])
         .env_remove("PGPASSWORD")
         .output()
@@ -269,6 +350,12 @@ fn a_killed_agent_fails_closed() {
     let out = stack.psql("SELECT 1", true).expect("psql runs");
     assert!(!out.status.success(), "must not bypass: {}", describe(&out));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("refused") || stderr.contains("could not connect"), "{stderr}");
-    assert!(!stack.pg.server_log().contains("SELECT 1"), "nothing reached the server");
+    assert!(
+        stderr.contains("refused") || stderr.contains("could not connect"),
+        "{stderr}"
+    );
+    assert!(
+        !stack.pg.server_log().contains("SELECT 1"),
+        "nothing reached the server"
+    );
 }
