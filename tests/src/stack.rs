@@ -110,13 +110,18 @@ impl Stack {
 
     /// Starts everything with the given binaries. Needs root.
     pub fn start_with(bins: Bins) -> anyhow::Result<Self> {
+        Self::start_with_auth(bins, PasswordAuth::Scram)
+    }
+
+    /// Starts everything, with the upstream role's password stored and checked as `auth`.
+    pub fn start_with_auth(bins: Bins, auth: PasswordAuth) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
             .tempdir()?;
         let pg = PgServer::start()?;
         pg.load_shop_dataset(SHOP_DB)?;
         let password = format!("ci-{}", uuid_like());
-        pg.create_role(CI_ROLE, &password, PasswordAuth::Scram)?;
+        pg.create_role(CI_ROLE, &password, auth)?;
         pg.psql_superuser_in(
             SHOP_DB,
             &format!(

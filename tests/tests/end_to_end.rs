@@ -359,3 +359,66 @@ fn a_killed_agent_fails_closed() {
         "nothing reached the server"
     );
 }
+
+#[test]
+fn a_rust_driver_gets_masked_rows_in_binary_format_and_denials_over_extended_protocol() {
+    let Some(stack) = stack() else { return };
+    let mut command = stack.job(env!("CARGO_BIN_EXE_jitgate-pg-client"), true);
+    command.args([
+        "127.0.0.1",
+        &stack.pg.port().to_string(),
+        "shop",
+        "SELECT id, email, card_number FROM customers WHERE id <= 2 ORDER BY id",
+        "DROP TABLE orders",
+        "SELECT count(*)::int4 FROM orders",
+    ]);
+    let out = command.output().expect("client runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let expected = customers();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for (line, customer) in lines[..2].iter().zip(&expected) {
+        let cols: Vec<&str> = line.split('|').collect();
+        assert_ne!(cols[1], customer.email, "{line}");
+        assert!(cols[1].contains("*@"), "{line}");
+        assert!(
+            cols[2].ends_with(&customer.card_number[12..]) && cols[2].starts_with('*'),
+            "{line}"
+        );
+    }
+    assert!(lines[2].starts_with("ERROR 42501 "), "{stdout}");
+    assert!(lines[2].contains(DENY_RULE), "{stdout}");
+    assert!(
+        lines[3].parse::<i32>().is_ok_and(|n| n > 0),
+        "the session went on: {stdout}"
+    );
+    assert!(!stack.pg.server_log().to_lowercase().contains("drop table"));
+}
+
+#[test]
+fn upstream_md5_authentication_works() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let stack = Stack::start_with_auth(
+        jitgate_tests::process::bins(),
+        jitgate_tests::postgres::PasswordAuth::Md5,
+    )
+    .expect("stack starts");
+    let stored = stack
+        .pg
+        .psql_superuser(
+            "SELECT rolpassword LIKE 'md5%' FROM pg_authid WHERE rolname = 'jitgate_ci';",
+        )
+        .expect("superuser query");
+    assert_eq!(
+        stored.trim(),
+        "t",
+        "the role's password is really an md5 hash"
+    );
+    let out = stack.psql("SELECT current_user", true).expect("psql runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), "jitgate_ci");
+}

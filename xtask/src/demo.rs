@@ -54,14 +54,20 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
         "the demo needs root (it loads eBPF programs, creates a cgroup and runs PostgreSQL as \
          the postgres user); run it as root"
     );
-    banner("Starting PostgreSQL 15 (shop dataset), the collector, a demo OIDC issuer and the agent");
+    banner(
+        "Starting PostgreSQL 15 (shop dataset), the collector, a demo OIDC issuer and the agent",
+    );
     let stack = Stack::start_with(bins.clone()).context("starting the demo stack")?;
     println!(
         "  PostgreSQL     127.0.0.1:{} (database {SHOP_DB}; role jitgate_ci, password only the agent knows)",
         stack.pg.port()
     );
     println!("  collector      {}", stack.collector.url());
-    println!("  agent          {} (pid {:?})", stack.agent.listen(), stack.agent.pid());
+    println!(
+        "  agent          {} (pid {:?})",
+        stack.agent.listen(),
+        stack.agent.pid()
+    );
     println!("  runner cgroup  {}", stack.cgroup.path().display());
     println!(
         "  job token      {} (Entra service principal, RS256, issuer {})",
@@ -69,7 +75,9 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
         stack.issuer.issuer_url()
     );
     println!("  policy         rule {DENY_RULE}: DDL and TRUNCATE denied for this issuer");
-    println!("  masking        customers.email (first letter kept), customers.card_number (last 4 kept)");
+    println!(
+        "  masking        customers.email (first letter kept), customers.card_number (last 4 kept)"
+    );
 
     banner("Running the CI job inside the runner cgroup (psql to the database's real address)");
     let script = stack.dir.path().join("ci-job.sh");
@@ -84,7 +92,16 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
     ensure!(status.success(), "the CI job script failed: {status}");
 
     banner("A process in the runner cgroup that was given no token (nor were its parents)");
-    let psql_args = ["-X", "-w", "-h", "127.0.0.1", "-d", SHOP_DB, "-c", "SELECT 1"];
+    let psql_args = [
+        "-X",
+        "-w",
+        "-h",
+        "127.0.0.1",
+        "-d",
+        SHOP_DB,
+        "-c",
+        "SELECT 1",
+    ];
     let port = stack.pg.port().to_string();
     println!("$ psql -X -w -h 127.0.0.1 -p {port} -d {SHOP_DB} -c 'SELECT 1'");
     std::io::stdout().flush()?;
@@ -94,7 +111,10 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
         .args(["-p", &port])
         .status()
         .context("running psql without a token")?;
-    ensure!(!refused.success(), "a process without a token must be refused");
+    ensure!(
+        !refused.success(),
+        "a process without a token must be refused"
+    );
 
     banner("Audit trail in the collector (jitgate sessions)");
     let sessions = wait_for_sessions(&stack, 3)?;

@@ -150,6 +150,7 @@ fn root_tests(bins: &Binaries) -> anyhow::Result<()> {
         "test",
         "--package",
         "jitgate-tests",
+        "--no-fail-fast",
         "--",
         "--test-threads=1",
     ]);

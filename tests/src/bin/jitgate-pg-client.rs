@@ -1,0 +1,61 @@
+//! A real PostgreSQL driver client for the end-to-end tests: `tokio-postgres` (extended query
+//! protocol, binary result format) runs each SQL argument against `host:port/db` with no password
+//! and prints the rows as `|`-separated text, one line per row. On a server error it prints
+//! `ERROR <SQLSTATE> <message>` and goes on with the next statement in the same session.
+//!
+//! Usage: `jitgate-pg-client HOST PORT DB SQL...`
+
+use anyhow::Context as _;
+use tokio_postgres::types::Type;
+use tokio_postgres::{NoTls, Row};
+
+fn cell(row: &Row, i: usize) -> String {
+    let ty = row.columns()[i].type_().clone();
+    let text = match ty {
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)
+            .map(|v| v.map(|v| v.to_string())),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)
+            .map(|v| v.map(|v| v.to_string())),
+        Type::INT8 => row
+            .try_get::<_, Option<i64>>(i)
+            .map(|v| v.map(|v| v.to_string())),
+        _ => row.try_get::<_, Option<String>>(i),
+    };
+    match text {
+        Ok(Some(v)) => v,
+        Ok(None) => "NULL".to_owned(),
+        Err(e) => format!("<undecodable {ty}: {e}>"),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [host, port, db, statements @ ..] = &args[..] else {
+        anyhow::bail!("usage: jitgate-pg-client HOST PORT DB SQL...");
+    };
+    let config = format!("host={host} port={port} dbname={db} user=ci connect_timeout=10");
+    let (client, connection) = tokio_postgres::connect(&config, NoTls)
+        .await
+        .context("connecting")?;
+    let driver = tokio::spawn(connection);
+    for sql in statements {
+        match client.query(sql.as_str(), &[]).await {
+            Ok(rows) => {
+                for row in rows {
+                    let cells: Vec<String> = (0..row.len()).map(|i| cell(&row, i)).collect();
+                    println!("{}", cells.join("|"));
+                }
+            }
+            Err(e) => match e.as_db_error() {
+                Some(db) => println!("ERROR {} {}", db.code().code(), db.message()),
+                None => println!("ERROR {e}"),
+            },
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    Ok(())
+}
