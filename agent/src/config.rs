@@ -281,8 +281,14 @@ deny = ["ddl", "truncate"]
                 keep_last: 0
             }
         );
-        assert_eq!(config.rules[0].deny, vec![StatementKind::Ddl, StatementKind::Truncate]);
-        assert_eq!(config.agent.bpf_pin_dir, PathBuf::from("/sys/fs/bpf/jitgate"));
+        assert_eq!(
+            config.rules[0].deny,
+            vec![StatementKind::Ddl, StatementKind::Truncate]
+        );
+        assert_eq!(
+            config.agent.bpf_pin_dir,
+            PathBuf::from("/sys/fs/bpf/jitgate")
+        );
     }
 
     #[test]
