@@ -158,6 +158,11 @@ impl Fixture {
             .expect("lookup")
             .expect("a record for the redirected connection");
         self.assert_record(&info, &client, original);
+        assert_eq!(
+            self.redirector().lookup(peer).expect("second lookup"),
+            None,
+            "a record is claimed once: a later connection from the same source port gets nothing"
+        );
         assert_eq!(line, format!("ok {} {}", original.ip(), original.port()));
         drop(stream);
         client.finish();

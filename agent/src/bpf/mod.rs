@@ -51,8 +51,9 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ji
 pub struct Redirector {
     /// The cgroup the programs are attached to (absolute).
     cgroup: PathBuf,
-    /// `BY_TUPLE`: client source address -> connection record.
-    by_tuple: HashMap<MapData, TupleKey, ConnInfo>,
+    /// `BY_TUPLE`: client source address -> connection record; a mutex because records are
+    /// removed when taken.
+    by_tuple: Mutex<HashMap<MapData, TupleKey, ConnInfo>>,
     /// `PROTECTED`: protected destinations; a mutex because updates need `&mut`.
     protected: Mutex<HashMap<MapData, SockAddr, u8>>,
 }
@@ -127,14 +128,19 @@ impl Redirector {
 
         Ok(Self {
             cgroup,
-            by_tuple,
+            by_tuple: Mutex::new(by_tuple),
             protected: Mutex::new(protected_map),
         })
     }
 
-    /// The record of a redirected connection, by the accepted socket's peer address (the
+    /// Takes the record of a redirected connection, by the accepted socket's peer address (the
     /// client's source address). `None` for a connection the kernel did not redirect (or whose
     /// record the LRU map has already evicted): the agent must refuse it.
+    ///
+    /// The record is removed as it is read, so each redirected connect is claimed by exactly one
+    /// accepted connection: a later connection that reuses the same source address and port
+    /// straight to the agent's listener (not redirected) finds nothing instead of inheriting the
+    /// earlier process's identity.
     ///
     /// # Errors
     /// [`BpfError::Map`] if the map lookup fails for another reason than a missing key.
@@ -142,10 +148,15 @@ impl Redirector {
         let key = TupleKey {
             client: SockAddr::key_from_std(peer),
         };
-        match self.by_tuple.get(&key, 0) {
-            Ok(info) => Ok(Some(info)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(map_error("reading", MAP_BY_TUPLE)(source)),
+        let mut map = self.by_tuple.lock().unwrap_or_else(PoisonError::into_inner);
+        let info = match map.get(&key, 0) {
+            Ok(info) => info,
+            Err(MapError::KeyNotFound) => return Ok(None),
+            Err(source) => return Err(map_error("reading", MAP_BY_TUPLE)(source)),
+        };
+        match map.remove(&key) {
+            Ok(()) | Err(MapError::KeyNotFound) => Ok(Some(info)),
+            Err(source) => Err(map_error("removing", MAP_BY_TUPLE)(source)),
         }
     }
 

@@ -44,54 +44,43 @@ pub(super) fn attach_and_pin(
     Ok(())
 }
 
+/// Types, loads and attaches program `$name` of type `$ty` to `$cgroup`, returning its link as
+/// an [`FdLink`]. A macro because aya's program types share no trait for `load`/`attach`.
+macro_rules! attach {
+    ($ebpf:expr, $ty:ty, $name:expr, $cgroup:expr) => {{
+        let name: &'static str = $name;
+        let program_error = |action| {
+            move |source| BpfError::Program {
+                action,
+                name,
+                source,
+            }
+        };
+        let program: &mut $ty = $ebpf
+            .program_mut(name)
+            .ok_or(BpfError::MissingProgram { name })?
+            .try_into()
+            .map_err(program_error("typing"))?;
+        program.load().map_err(program_error("loading"))?;
+        // With bpf links (kernel >= 5.7) the attach flags must be 0; links are multi-attach.
+        let id = program
+            .attach($cgroup, CgroupAttachMode::Single)
+            .map_err(program_error("attaching"))?;
+        let link = program
+            .take_link(id)
+            .map_err(program_error("taking link of"))?;
+        FdLink::try_from(link).map_err(|source| BpfError::Link { name, source })
+    }};
+}
+
 fn attach_sock_addr(
     ebpf: &mut Ebpf,
     name: &'static str,
     cgroup: &File,
 ) -> Result<FdLink, BpfError> {
-    let program_error = |action| {
-        move |source| BpfError::Program {
-            action,
-            name,
-            source,
-        }
-    };
-    let program: &mut CgroupSockAddr = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::MissingProgram { name })?
-        .try_into()
-        .map_err(program_error("typing"))?;
-    program.load().map_err(program_error("loading"))?;
-    // With bpf links (kernel >= 5.7) the attach flags must be 0; links are multi-attach.
-    let id = program
-        .attach(cgroup, CgroupAttachMode::Single)
-        .map_err(program_error("attaching"))?;
-    let link = program
-        .take_link(id)
-        .map_err(program_error("taking link of"))?;
-    FdLink::try_from(link).map_err(|source| BpfError::Link { name, source })
+    attach!(ebpf, CgroupSockAddr, name, cgroup)
 }
 
 fn attach_sock_ops(ebpf: &mut Ebpf, cgroup: &File) -> Result<FdLink, BpfError> {
-    let name = PROG_SOCK_OPS;
-    let program_error = |action| {
-        move |source| BpfError::Program {
-            action,
-            name,
-            source,
-        }
-    };
-    let program: &mut SockOps = ebpf
-        .program_mut(name)
-        .ok_or(BpfError::MissingProgram { name })?
-        .try_into()
-        .map_err(program_error("typing"))?;
-    program.load().map_err(program_error("loading"))?;
-    let id = program
-        .attach(cgroup, CgroupAttachMode::Single)
-        .map_err(program_error("attaching"))?;
-    let link = program
-        .take_link(id)
-        .map_err(program_error("taking link of"))?;
-    FdLink::try_from(link).map_err(|source| BpfError::Link { name, source })
+    attach!(ebpf, SockOps, PROG_SOCK_OPS, cgroup)
 }

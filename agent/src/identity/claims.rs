@@ -22,14 +22,7 @@ impl WorkloadIdentity {
     /// Builds the identity from a validated claim set.
     pub fn from_claims(claims: Map<String, Value>) -> Self {
         let text = |k: &str| claims.get(k).and_then(Value::as_str).unwrap_or_default();
-        let audience = match claims.get("aud") {
-            Some(Value::String(a)) => vec![a.clone()],
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            _ => Vec::new(),
-        };
+        let audience = string_list(claims.get("aud"));
         Self {
             issuer: text("iss").to_owned(),
             subject: text("sub").to_owned(),
@@ -52,44 +45,31 @@ impl WorkloadIdentity {
 
     /// A list claim (`roles`, `groups`, `aud`); a single string counts as a one-element list.
     pub fn claim_list(&self, name: &str) -> Vec<String> {
-        match self.claims.get(name) {
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect(),
-            Some(Value::String(s)) => vec![s.clone()],
-            _ => Vec::new(),
-        }
+        string_list(self.claims.get(name))
+    }
+
+    /// The first of `names` present with a non-empty value, as text.
+    pub fn first_claim(&self, names: &[&str]) -> String {
+        names
+            .iter()
+            .map(|n| self.claim(n))
+            .find(|v| !v.is_empty())
+            .unwrap_or_default()
     }
 
     /// Entra application id: `appid` (v1 tokens) or `azp` (v2 tokens).
     pub fn app_id(&self) -> String {
-        let appid = self.claim("appid");
-        if appid.is_empty() {
-            self.claim("azp")
-        } else {
-            appid
-        }
+        self.first_claim(&["appid", "azp"])
     }
 
     /// Repository: GitHub `repository`, or GitLab `project_path`.
     pub fn repository(&self) -> String {
-        let repo = self.claim("repository");
-        if repo.is_empty() {
-            self.claim("project_path")
-        } else {
-            repo
-        }
+        self.first_claim(&["repository", "project_path"])
     }
 
     /// CI run: GitHub `run_id`, or GitLab `pipeline_id`.
     pub fn run_id(&self) -> String {
-        let run = self.claim("run_id");
-        if run.is_empty() {
-            self.claim("pipeline_id")
-        } else {
-            run
-        }
+        self.first_claim(&["run_id", "pipeline_id"])
     }
 
     /// A short label for messages: `sub` at `iss`.
@@ -114,6 +94,18 @@ impl WorkloadIdentity {
             run_id: self.run_id(),
             expires_at: self.expires_at,
         }
+    }
+}
+
+/// A claim that is a string or a list of strings, as a list (RFC 7519 §4.1.3 allows both for `aud`).
+fn string_list(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(list)) => list
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect(),
+        Some(Value::String(s)) => vec![s.clone()],
+        _ => Vec::new(),
     }
 }
 

@@ -43,6 +43,22 @@ impl Policy {
             if !matches(rule, identity) {
                 continue;
             }
+            if analysis.kinds.contains(&StatementKind::Do) && !rule.deny.is_empty() {
+                // A DO block runs procedural code (and any SQL it builds at run time) that the
+                // parser cannot see into, so it could run any class this rule denies.
+                let denied: Vec<&str> = rule.deny.iter().map(|k| k.as_str()).collect();
+                return Decision::Deny(Denial {
+                    rule: rule.id.clone(),
+                    kind: Some(StatementKind::Do),
+                    reason: format!(
+                        "jitgate: DO blocks are denied for {} by rule \"{}\", because code inside \
+                         them could run statements the rule denies ({})",
+                        identity.label(),
+                        rule.id,
+                        denied.join(", ")
+                    ),
+                });
+            }
             if let Some(kind) = analysis.kinds.iter().find(|k| rule.deny.contains(k)) {
                 let why = rule
                     .reason
@@ -127,6 +143,18 @@ mod tests {
         let p = Policy::new(vec![rule("r", &[], &[StatementKind::Truncate])]);
         let a = analyze("SELECT 1; TRUNCATE orders").expect("parses");
         assert!(matches!(p.decide(&identity(), &a), Decision::Deny(_)));
+    }
+
+    #[test]
+    fn do_blocks_are_denied_by_any_rule_that_denies_something() {
+        let p = Policy::new(vec![rule("r", &[], &[StatementKind::Ddl])]);
+        let a = analyze("DO $$ BEGIN EXECUTE 'DROP TABLE customers'; END $$").expect("parses");
+        match p.decide(&identity(), &a) {
+            Decision::Deny(d) => assert!(d.reason.contains("DO blocks"), "{}", d.reason),
+            Decision::Allow => panic!("a DO block can run DDL"),
+        }
+        let none = Policy::new(vec![rule("r", &[], &[])]);
+        assert_eq!(none.decide(&identity(), &a), Decision::Allow);
     }
 
     #[test]
