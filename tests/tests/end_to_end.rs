@@ -430,10 +430,17 @@ fn a_do_block_cannot_smuggle_denied_ddl() {
         .psql("DO $$ BEGIN EXECUTE 'DROP TABLE customers'; END $$", true)
         .expect("psql runs");
     assert!(!out.status.success(), "{}", describe(&out));
-    assert!(text(&out.stderr).contains("DO blocks"), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("DO blocks"),
+        "{}",
+        describe(&out)
+    );
     let tables = stack
         .pg
-        .psql_superuser_in("shop", "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';")
+        .psql_superuser_in(
+            "shop",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';",
+        )
         .expect("superuser query");
     assert_eq!(tables.trim(), "1", "customers still exists");
 }
