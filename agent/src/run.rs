@@ -38,11 +38,32 @@ fn resolve_targets(config: &Config) -> anyhow::Result<Vec<Target>> {
             }
             Ok(Target {
                 config: t.clone(),
-                addrs,
+                addrs: with_local_aliases(addrs),
                 password: t.password()?,
             })
         })
         .collect()
+}
+
+/// A server on this host is also reached through the unspecified address (`connect` to
+/// `0.0.0.0:port` or `[::]:port` goes to the local host), so those are protected too.
+fn with_local_aliases(mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    let local: Vec<SocketAddr> = addrs
+        .iter()
+        .filter(|a| a.ip().is_loopback())
+        .flat_map(|a| {
+            [
+                SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), a.port()),
+                SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), a.port()),
+            ]
+        })
+        .collect();
+    for alias in local {
+        if !addrs.contains(&alias) {
+            addrs.push(alias);
+        }
+    }
+    addrs
 }
 
 /// Runs the agent with the configuration file at `path`.

@@ -444,3 +444,193 @@ fn a_do_block_cannot_smuggle_denied_ddl() {
         .expect("superuser query");
     assert_eq!(tables.trim(), "1", "customers still exists");
 }
+
+fn orders_count(stack: &Stack) -> i64 {
+    stack
+        .pg
+        .psql_superuser_in("shop", "SELECT count(*) FROM orders;")
+        .expect("superuser query")
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn lexer_settings_cannot_hide_a_statement_from_the_agent() {
+    let Some(stack) = stack() else { return };
+    let before = orders_count(&stack);
+    let hidden = "SELECT 'x\\'' ; TRUNCATE orders; -- '";
+    // standard_conforming_strings = off from the startup options: the agent pins it on.
+    let mut command = stack.job("psql", true);
+    command
+        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
+        .args(["-p", &stack.pg.port().to_string(), "-c", hidden])
+        .env(
+            "PGOPTIONS",
+            "-c standard_conforming_strings=off -c escape_string_warning=off",
+        );
+    let out = command.output().expect("psql runs");
+    assert!(
+        out.status.success(),
+        "read as one string literal: {}",
+        describe(&out)
+    );
+    assert_eq!(orders_count(&stack), before, "TRUNCATE must not run");
+    // Changing it in the session is refused.
+    let out = stack
+        .psql("SET standard_conforming_strings = off", true)
+        .expect("psql runs");
+    assert!(
+        text(&out.stderr).contains("standard_conforming_strings"),
+        "{}",
+        describe(&out)
+    );
+    let out = stack
+        .psql(
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+            true,
+        )
+        .expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    // A client encoding whose multibyte characters can swallow a backslash.
+    let mut command = stack.job("psql", true);
+    command
+        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
+        .args(["-p", &stack.pg.port().to_string()])
+        .args(["-c", "SELECT E'\u{4e01}\\'; TRUNCATE orders; --'"])
+        .env("PGCLIENTENCODING", "GBK");
+    let out = command.output().expect("psql runs");
+    assert_eq!(
+        orders_count(&stack),
+        before,
+        "TRUNCATE must not run: {}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn select_into_hidden_in_a_union_is_ddl() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql("SELECT 1 AS a INTO TEMP sneaky UNION SELECT 2", true)
+        .expect("psql runs");
+    assert!(
+        text(&out.stderr).contains("42501") || text(&out.stderr).contains("DDL"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        !stack.pg.server_log().contains("sneaky"),
+        "never reached the server"
+    );
+}
+
+#[test]
+fn a_statement_redefined_behind_a_cached_row_shape_is_still_masked() {
+    let Some(stack) = stack() else { return };
+    let mut command = stack.job(env!("CARGO_BIN_EXE_jitgate-pg-client"), true);
+    command.args([
+        "127.0.0.1",
+        &stack.pg.port().to_string(),
+        "shop",
+        "--redefine",
+        "SELECT 'a'::text AS email, 'b'::text AS card_number",
+        "SELECT email, card_number FROM customers ORDER BY id",
+    ]);
+    let out = command.output().expect("client runs");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(stdout.lines().count(), customers().len(), "{stdout}");
+    assert!(!stdout.contains("@example.com"), "{stdout}");
+    for customer in customers() {
+        assert!(!stdout.contains(&customer.card_number), "{stdout}");
+    }
+}
+
+#[test]
+fn a_whole_row_of_a_protected_table_is_nulled() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql(
+            "SELECT c IS NULL FROM customers c LIMIT 1; SELECT c FROM customers c LIMIT 1",
+            true,
+        )
+        .expect("psql runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("@example.com"), "{stdout}");
+}
+
+#[test]
+fn a_token_the_jobs_user_cannot_read_is_refused_and_a_fifo_cannot_stall_the_agent() {
+    let Some(stack) = stack() else { return };
+    // A root-only directory: the file itself is world-readable, the directory is not.
+    let secret = stack.dir.path().join("secret");
+    std::fs::create_dir(&secret).expect("dir");
+    let token = secret.join("token.jwt");
+    std::fs::copy(&stack.token_file, &token).expect("copy");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut command = stack.job("setpriv", false);
+    command
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "psql",
+        ])
+        .args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-d",
+            "shop",
+            "-c",
+            "SELECT 1",
+        ])
+        .args(["-p", &stack.pg.port().to_string()])
+        .env("AZURE_FEDERATED_TOKEN_FILE", &token);
+    let out = command.output().expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("not readable by the connecting process"),
+        "{}",
+        describe(&out)
+    );
+
+    // A FIFO as the token file: refused at once, and the agent keeps serving.
+    let fifo = stack.dir.path().join("token.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: mkfifo on a NUL-terminated path in our temp dir.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o666) }, 0);
+    let started = Instant::now();
+    let mut command = stack.job("psql", false);
+    command
+        .args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-d",
+            "shop",
+            "-c",
+            "SELECT 1",
+        ])
+        .args(["-p", &stack.pg.port().to_string()])
+        .env("AZURE_FEDERATED_TOKEN_FILE", &fifo);
+    let out = command.output().expect("psql runs");
+    assert!(
+        text(&out.stderr).contains("not a regular file"),
+        "{}",
+        describe(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let out = stack.psql("SELECT 1", true).expect("psql runs");
+    assert!(
+        out.status.success(),
+        "the agent still serves: {}",
+        describe(&out)
+    );
+}

@@ -6,6 +6,7 @@
 //! ([`claims`]) that policy and audit use.
 
 pub mod claims;
+pub mod creds;
 pub mod jwt;
 pub mod process;
 

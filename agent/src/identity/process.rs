@@ -4,12 +4,12 @@
 //! are never searched, so a job cannot borrow a token it was not given.
 
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use jitgate_common::ProcessFacts;
 
 use super::IdentityError;
+use super::creds::{FsCreds, open_as};
 
 /// Environment variables naming a token file, tried in this order in each process.
 pub const TOKEN_FILE_VARS: [&str; 2] = ["AZURE_FEDERATED_TOKEN_FILE", "JITGATE_OIDC_TOKEN_FILE"];
@@ -113,7 +113,7 @@ pub fn find_token(facts: &ProcessFacts, runner_cgroup: &str) -> Result<FoundToke
             _ => break,
         }
         if let Some((var, value)) = token_var(pid) {
-            let token = read_token_file(pid, var, Path::new(&value))?;
+            let token = read_token_file(facts.tgid, pid, var, Path::new(&value))?;
             return Ok(FoundToken {
                 token,
                 pid,
@@ -133,38 +133,40 @@ pub fn find_token(facts: &ProcessFacts, runner_cgroup: &str) -> Result<FoundToke
     })
 }
 
-/// Reads the token file as the process sees it (through its root and cwd), refusing files the
-/// process's own user could not read — the agent runs as root and must not read on its behalf
-/// what it could not.
-fn read_token_file(pid: u32, var: &'static str, named: &Path) -> Result<String, IdentityError> {
+/// Reads the token file as the connecting process sees it: through its root directory (or the
+/// naming process's working directory for a relative path), opened with the connecting
+/// process's filesystem credentials ([`super::creds`]), so the agent — root — reads only what
+/// the job's own user could, directories included. A token named by an ancestor is checked
+/// against the connecting process's user as well. Only regular files are read.
+fn read_token_file(
+    connecting: u32,
+    namer: u32,
+    var: &'static str,
+    named: &Path,
+) -> Result<String, IdentityError> {
     let fail = |detail: String| IdentityError::TokenFile {
         path: named.to_owned(),
         var: var.to_owned(),
-        pid,
+        pid: namer,
         detail,
     };
     let seen = if named.is_absolute() {
-        Path::new(&format!("/proc/{pid}/root")).join(named.strip_prefix("/").unwrap_or(named))
+        Path::new(&format!("/proc/{connecting}/root"))
+            .join(named.strip_prefix("/").unwrap_or(named))
     } else {
-        Path::new(&format!("/proc/{pid}/cwd")).join(named)
+        Path::new(&format!("/proc/{namer}/cwd")).join(named)
     };
-    let proc_meta = std::fs::metadata(format!("/proc/{pid}"))
-        .map_err(|e| fail(format!("process is gone: {e}")))?;
-    let (uid, gid) = (proc_meta.uid(), proc_meta.gid());
-    let file = std::fs::File::open(&seen).map_err(|e| fail(e.to_string()))?;
+    let creds = FsCreds::of(connecting).map_err(|e| fail(format!("process is gone: {e}")))?;
+    let file = open_as(&creds, &seen).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => fail(format!(
+            "not readable by the connecting process's user (uid {})",
+            creds.uid
+        )),
+        _ => fail(e.to_string()),
+    })?;
     let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
     if !meta.is_file() {
         return Err(fail("not a regular file".into()));
-    }
-    let mode = meta.mode();
-    let readable = uid == 0
-        || (meta.uid() == uid && mode & 0o400 != 0)
-        || (meta.gid() == gid && mode & 0o040 != 0)
-        || mode & 0o004 != 0;
-    if !readable {
-        return Err(fail(format!(
-            "not readable by the process's user (uid {uid})"
-        )));
     }
     if meta.len() > MAX_TOKEN_BYTES {
         return Err(fail(format!("larger than {MAX_TOKEN_BYTES} bytes")));

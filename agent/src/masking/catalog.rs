@@ -2,7 +2,7 @@
 //! the server's catalog (`pg_class`, `pg_namespace`, `pg_attribute`), on the session's own
 //! upstream connection, so the pairs match what RowDescription reports.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::MaskStrategy;
 use crate::config::MaskConfig;
@@ -11,6 +11,9 @@ use crate::config::MaskConfig;
 #[derive(Debug, Clone, Default)]
 pub struct MaskCatalog {
     columns: HashMap<(u32, i16), MaskStrategy>,
+    /// Row types (`pg_class.reltype`) of tables with protected columns: a whole-row value of
+    /// such a table (`SELECT c FROM customers c`) carries the protected values inside it.
+    rowtypes: HashSet<u32>,
 }
 
 impl MaskCatalog {
@@ -27,12 +30,18 @@ impl MaskCatalog {
         self.columns.get(&(table_oid, column))
     }
 
+    /// Whether `type_oid` is the row type of a table with protected columns.
+    pub fn is_protected_rowtype(&self, type_oid: u32) -> bool {
+        self.rowtypes.contains(&type_oid)
+    }
+
     /// Adds a resolved column.
     pub fn insert(&mut self, table_oid: u32, column: i16, strategy: MaskStrategy) {
         self.columns.insert((table_oid, column), strategy);
     }
 
-    /// Builds the catalog from rows of [`resolve_query`]: `schema, table, column, oid, attnum`.
+    /// Builds the catalog from rows of [`resolve_query`]: `schema, table, column, oid, attnum,
+    /// reltype`.
     pub fn from_rows(masks: &[MaskConfig], rows: &[Vec<Option<String>>]) -> Self {
         let mut catalog = Self::default();
         for row in rows {
@@ -42,6 +51,7 @@ impl MaskCatalog {
                 Some(column),
                 Some(oid),
                 Some(attnum),
+                Some(reltype),
             ] = &row[..]
             else {
                 continue;
@@ -52,6 +62,9 @@ impl MaskCatalog {
             };
             if let Some(mask) = masks.iter().find(|m| m.column == name) {
                 catalog.insert(oid, attnum, mask.strategy.clone());
+                if let Ok(reltype) = reltype.parse::<u32>() {
+                    catalog.rowtypes.insert(reltype);
+                }
             }
         }
         catalog
@@ -64,7 +77,7 @@ fn literal(s: &str) -> String {
 }
 
 /// The catalog query for `masks`, or `None` when there is nothing to resolve. Returns columns
-/// `nspname, relname, attname, oid, attnum` as text.
+/// `nspname, relname, attname, oid, attnum, reltype` as text.
 pub fn resolve_query(masks: &[MaskConfig]) -> Option<String> {
     let tuples: Vec<String> = masks
         .iter()
@@ -78,7 +91,8 @@ pub fn resolve_query(masks: &[MaskConfig]) -> Option<String> {
         return None;
     }
     Some(format!(
-        "SELECT n.nspname::text, c.relname::text, a.attname::text, c.oid::text, a.attnum::text \
+        "SELECT n.nspname::text, c.relname::text, a.attname::text, c.oid::text, a.attnum::text, \
+         c.reltype::text \
          FROM pg_catalog.pg_attribute a \
          JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -115,10 +129,12 @@ mod tests {
             Some("email".into()),
             Some("16390".into()),
             Some("3".into()),
+            Some("16392".into()),
         ]];
         let c = MaskCatalog::from_rows(&masks, &rows);
         assert_eq!(c.get(16390, 3), Some(&MaskStrategy::Null));
         assert_eq!(c.get(16390, 2), None);
         assert_eq!(c.get(0, 3), None);
+        assert!(c.is_protected_rowtype(16392));
     }
 }

@@ -29,9 +29,15 @@ impl MaskPlan {
             .iter()
             .enumerate()
             .filter_map(|(index, f)| {
-                catalog.get(f.table_oid, f.column).map(|s| MaskedColumn {
+                let strategy = match catalog.get(f.table_oid, f.column) {
+                    Some(s) => s.clone(),
+                    // A whole row of a protected table: no safe partial value exists.
+                    None if catalog.is_protected_rowtype(f.type_oid) => MaskStrategy::Null,
+                    None => return None,
+                };
+                Some(MaskedColumn {
                     index,
-                    strategy: s.clone(),
+                    strategy,
                     type_oid: f.type_oid,
                 })
             })

@@ -146,6 +146,12 @@ pub fn parse_command_complete(body: &Bytes) -> Result<&str, WireError> {
     Reader::new(body, "CommandComplete").cstr()
 }
 
+/// ParameterStatus: the setting's name and its new value.
+pub fn parse_parameter_status(body: &Bytes) -> Result<(&str, &str), WireError> {
+    let mut r = Reader::new(body, "ParameterStatus");
+    Ok((r.cstr()?, r.cstr()?))
+}
+
 /// Fields of an ErrorResponse or NoticeResponse (PostgreSQL docs 55.8 "Error and Notice Message
 /// Fields"), as (field type byte, value) pairs in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use pg_query::NodeEnum;
 use pg_query::protobuf::{CopyStmt, TransactionStmtKind};
 
-use super::StatementKind;
+use super::{StatementKind, integrity};
 
 /// The analysis of one query string (one or more statements).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct Analysis {
     pub tables: BTreeSet<String>,
     /// Number of top-level statements.
     pub statements: usize,
+    /// Set when a statement would change a setting the agent's analysis depends on
+    /// ([`super::integrity`]); such strings are always refused.
+    pub integrity: Option<String>,
 }
 
 /// A query string PostgreSQL's parser rejects.
@@ -69,9 +72,18 @@ pub fn analyze(sql: &str) -> Result<Analysis, ParseFailure> {
         },
     })?;
     let mut kinds = BTreeSet::new();
+    let mut integrity = None;
     for raw in &parsed.protobuf.stmts {
         if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
             classify(node, &mut kinds);
+            if let NodeEnum::VariableSetStmt(v) = node
+                && integrity::is_pinned(&v.name)
+            {
+                integrity = Some(format!(
+                    "{} cannot be changed through jitgate: it changes how the server reads SQL text",
+                    v.name
+                ));
+            }
         }
     }
     // Statements nested anywhere (data-modifying CTEs, rules inside EXPLAIN, …).
@@ -81,6 +93,16 @@ pub fn analyze(sql: &str) -> Result<Analysis, ParseFailure> {
             pg_query::NodeRef::UpdateStmt(_) => kinds.insert(StatementKind::Update),
             pg_query::NodeRef::DeleteStmt(_) => kinds.insert(StatementKind::Delete),
             pg_query::NodeRef::MergeStmt(_) => kinds.insert(StatementKind::Merge),
+            // SELECT … INTO in any branch (PostgreSQL takes it from the leftmost one of a UNION).
+            pg_query::NodeRef::SelectStmt(s) if s.into_clause.is_some() => {
+                kinds.insert(StatementKind::Ddl)
+            }
+            pg_query::NodeRef::FuncCall(call) => {
+                if let Some(reason) = integrity::set_config_violation(call) {
+                    integrity.get_or_insert(reason);
+                }
+                false
+            }
             _ => false,
         };
     }
@@ -90,6 +112,7 @@ pub fn analyze(sql: &str) -> Result<Analysis, ParseFailure> {
         kinds,
         tables,
         statements,
+        integrity,
     })
 }
 
@@ -246,6 +269,32 @@ mod tests {
             .expect("parses");
         assert!(a.tables.contains("public.customers"));
         assert!(a.tables.contains("orders"));
+    }
+
+    #[test]
+    fn select_into_in_a_union_branch_is_ddl() {
+        assert!(kinds("SELECT 1 AS a INTO TEMP t UNION SELECT 2").contains(&K::Ddl));
+        assert!(kinds("EXPLAIN ANALYZE SELECT 1 INTO t UNION SELECT 2").contains(&K::Ddl));
+    }
+
+    #[test]
+    fn settings_that_change_lexing_are_flagged() {
+        for sql in [
+            "SET standard_conforming_strings = off",
+            "set CLIENT_ENCODING to 'GBK'",
+            "SET NAMES 'SJIS'",
+            "RESET standard_conforming_strings",
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+            "SELECT 1 WHERE set_config(chr(115) || 'tandard_conforming_strings', 'off', false) IS NULL",
+        ] {
+            assert!(analyze(sql).expect("parses").integrity.is_some(), "{sql}");
+        }
+        for sql in [
+            "SET search_path = app",
+            "SELECT set_config('application_name', 'x', false)",
+        ] {
+            assert!(analyze(sql).expect("parses").integrity.is_none(), "{sql}");
+        }
     }
 
     #[test]

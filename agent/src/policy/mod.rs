@@ -3,6 +3,7 @@
 //! identity. Unparseable SQL is never sent to the server.
 
 pub mod analysis;
+pub mod integrity;
 pub mod kind;
 pub mod rules;
 

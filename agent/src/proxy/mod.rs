@@ -52,6 +52,14 @@ pub enum ProxyError {
         /// The server's error fields.
         fields: ErrorFields,
     },
+    /// The server reported a pinned setting changed ([`crate::policy::integrity`]).
+    #[error(
+        "the server reports {setting}; the session is ended because jitgate could no longer read SQL as the server does"
+    )]
+    PinnedSetting {
+        /// `name = value`.
+        setting: String,
+    },
     /// The kernel maps could not be read.
     #[error("connection lookup failed: {0}")]
     Lookup(#[source] crate::bpf::BpfError),
@@ -89,8 +97,15 @@ pub struct Context {
 }
 
 impl Context {
-    /// The target `addr` belongs to.
+    /// The target `addr` belongs to (an IPv4-mapped IPv6 address counts as its IPv4 form).
     pub fn target_for(&self, addr: SocketAddr) -> Option<&Target> {
+        let addr = match addr {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+                None => addr,
+            },
+            v4 => v4,
+        };
         self.targets.iter().find(|t| t.addrs.contains(&addr))
     }
 }

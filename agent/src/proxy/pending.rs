@@ -3,8 +3,7 @@
 //! including errors in the middle of a pipeline, after which the server skips to Sync
 //! (PostgreSQL docs 55.2.3 "Extended Query").
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::masking::MaskPlan;
@@ -23,17 +22,13 @@ pub struct Rejection {
     pub hint: Option<String>,
 }
 
-/// A prepared statement as the agent knows it.
+/// A prepared statement as the agent knows it (for the audit trail: which SQL a portal runs).
 #[derive(Debug)]
 pub struct PreparedStatement {
     /// SQL text.
     pub sql: Arc<str>,
     /// Its analysis (absent when it was refused).
     pub analysis: Option<Arc<Analysis>>,
-    /// The masking plan, once a Describe of the statement has been answered.
-    pub plan: OnceLock<MaskPlan>,
-    /// Whether the client asked to describe it (so its RowDescription will be seen).
-    pub described: AtomicBool,
 }
 
 /// A portal as the agent knows it.
@@ -41,17 +36,6 @@ pub struct PreparedStatement {
 pub struct Portal {
     /// The statement it was bound from.
     pub statement: Arc<PreparedStatement>,
-    /// The masking plan, once a Describe of the portal has been answered.
-    pub plan: OnceLock<MaskPlan>,
-    /// Whether a Describe of this portal was sent.
-    pub described: AtomicBool,
-}
-
-impl Portal {
-    /// The masking plan for rows of this portal, if known.
-    pub fn plan(&self) -> Option<&MaskPlan> {
-        self.plan.get().or_else(|| self.statement.plan.get())
-    }
 }
 
 /// Progress of one statement execution, for its audit event.
@@ -75,7 +59,8 @@ pub struct Execution {
     pub sqlstate: Option<String>,
     /// When the request was forwarded.
     pub started: Instant,
-    /// Masking plan for the current result (simple protocol: set by each RowDescription).
+    /// Masking plan for the current result: set by each RowDescription of a simple Query, and
+    /// by the answer to the Describe the agent sends before each Execute on a masked database.
     pub plan: Option<MaskPlan>,
 }
 
@@ -111,36 +96,35 @@ pub enum Pending {
     Parse {
         /// Set when the agent substituted the Parse because the statement is refused.
         rejection: Option<Rejection>,
+        /// The statement name and what it named before, restored if the server rejects this
+        /// Parse.
+        undo: Undo<PreparedStatement>,
     },
     /// Bind: BindComplete.
-    Bind,
+    Bind {
+        /// The portal name and what it named before, restored if the server rejects this Bind.
+        undo: Undo<Portal>,
+    },
     /// Describe: ParameterDescription (statements) then RowDescription or NoData.
     Describe {
-        /// Where the resulting plan goes.
-        target: DescribeTarget,
-        /// Injected by the agent: the response is consumed, not forwarded.
+        /// Sent by the agent right before an Execute: the answer becomes that Execute's masking
+        /// plan and is not forwarded.
         injected: bool,
     },
     /// Execute: DataRows then CommandComplete, EmptyQueryResponse or PortalSuspended.
-    Execute {
-        /// The portal.
-        portal: Arc<Portal>,
-        /// Its execution record.
-        execution: Execution,
-    },
+    Execute(Execution),
     /// Close: CloseComplete.
     Close,
     /// Sync: ReadyForQuery.
     Sync,
 }
 
-/// What a Describe describes.
-#[derive(Debug, Clone)]
-pub enum DescribeTarget {
-    /// A prepared statement.
-    Statement(Arc<PreparedStatement>),
-    /// A portal.
-    Portal(Arc<Portal>),
-    /// Something the agent does not track (an unknown name: the server will answer an error).
-    Unknown,
+/// How to undo an optimistic update of the statement or portal table when the server rejects
+/// the message that made it.
+#[derive(Debug)]
+pub struct Undo<T> {
+    /// The name updated.
+    pub name: String,
+    /// What it named before (`None`: nothing).
+    pub previous: Option<Arc<T>>,
 }

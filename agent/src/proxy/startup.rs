@@ -30,6 +30,7 @@ use crate::masking::{MaskCatalog, catalog::resolve_query};
 use crate::pgwire::codec::{StartupCodec, StartupFrame, TaggedCodec, codes};
 use crate::pgwire::frontend::StartupMessage;
 use crate::pgwire::write::{self, Severity};
+use crate::policy::integrity;
 use jitgate_proto::audit::v1 as pb;
 
 /// How long a client may take to send its StartupMessage.
@@ -101,8 +102,9 @@ async fn read_startup(
     reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, StartupCodec>,
     writer: &mut OwnedWriteHalf,
 ) -> Result<StartupFrame, ProxyError> {
+    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     loop {
-        let frame = match tokio::time::timeout(STARTUP_TIMEOUT, reader.next()).await {
+        let frame = match tokio::time::timeout_at(deadline, reader.next()).await {
             Ok(Some(Ok(frame))) => frame,
             Ok(Some(Err(e))) => return Err(ProxyError::Client(e)),
             Ok(None) | Err(_) => return Err(ProxyError::Client(crate::pgwire::WireError::Closed)),
@@ -181,7 +183,7 @@ async fn serve_inner(
         return Ok(());
     };
 
-    let identity = match identify(ctx, &info) {
+    let identity = match identify(ctx, &info).await {
         Ok(identity) => identity,
         Err(e) => {
             let refusal = Refusal {
@@ -223,6 +225,19 @@ async fn serve_inner(
         }
     };
 
+    if let Some(bad) = pinned_violation(&upstream.startup_frames) {
+        let refusal = Refusal {
+            sqlstate: "08P01".into(),
+            message: format!(
+                "jitgate: the server reports {bad}; jitgate needs client_encoding UTF8 and \
+                 standard_conforming_strings on to read SQL as the server does"
+            ),
+            hint: None,
+        };
+        refuse(&mut writer, audit, Some(&info), refusal).await;
+        return Ok(());
+    }
+
     let catalog = match resolve_query(&target.config.masks) {
         Some(sql) => {
             let rows = upstream::simple_query(&mut upstream, &sql).await?;
@@ -261,10 +276,29 @@ async fn serve_inner(
     let status = upstream.status;
     let mut session = Session::new(ctx, identity, catalog, audit, status);
     let result = session.run(&mut client, &mut upstream).await;
+    if let Err(e) = &result {
+        // Tell the client why its session ends; it may already be gone.
+        let sqlstate = match e {
+            ProxyError::Client(_) => "08P01",
+            ProxyError::PinnedSetting { .. } => "42501",
+            _ => "08006",
+        };
+        let mut out = BytesMut::new();
+        write::error_response(
+            &mut out,
+            Severity::Fatal,
+            sqlstate,
+            &format!("jitgate: {e}"),
+            None,
+        );
+        let _ = client.writer.write_all(&out).await;
+        let _ = client.writer.shutdown().await;
+    }
     let reason = match &result {
         Ok(end) => end.as_str().to_owned(),
         Err(e) => e.to_string(),
     };
+    session.record_unfinished();
     let (seen, denied) = (session.statements_seen, session.statements_denied);
     session
         .audit_mut()
@@ -276,12 +310,46 @@ async fn serve_inner(
     result.map(|_| ())
 }
 
-fn identify(
+/// The first pinned setting a ParameterStatus among `frames` reports with another value.
+fn pinned_violation(frames: &[crate::pgwire::codec::Frame]) -> Option<String> {
+    frames
+        .iter()
+        .filter(|f| f.tag == crate::pgwire::backend::PARAMETER_STATUS_TAG)
+        .filter_map(|f| crate::pgwire::backend::parse_parameter_status(&f.body).ok())
+        .find(|(name, value)| integrity::violates(name, value) == Some(true))
+        .map(|(name, value)| format!("{name} = {value}"))
+}
+
+/// How long finding and validating a token may take (it reads files the job names).
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Finds and validates the connecting process's token, off the async workers: it reads `/proc`
+/// and a file the job chose, with the job's credentials.
+async fn identify(
     ctx: &Context,
     info: &ConnInfo,
 ) -> Result<WorkloadIdentity, crate::identity::IdentityError> {
-    process::check_alive(&info.process)?;
-    let found = process::find_token(&info.process, &ctx.runner_cgroup)?;
+    let facts = info.process;
+    let runner_cgroup = ctx.runner_cgroup.clone();
+    let lookup = tokio::task::spawn_blocking(move || {
+        process::check_alive(&facts)?;
+        process::find_token(&facts, &runner_cgroup)
+    });
+    let found = match tokio::time::timeout(IDENTIFY_TIMEOUT, lookup).await {
+        Ok(Ok(found)) => found?,
+        Ok(Err(join)) => {
+            return Err(crate::identity::IdentityError::ProcessGone {
+                pid: facts.tgid,
+                detail: format!("token lookup failed: {join}"),
+            });
+        }
+        Err(_) => {
+            return Err(crate::identity::IdentityError::ProcessGone {
+                pid: facts.tgid,
+                detail: format!("token lookup took longer than {IDENTIFY_TIMEOUT:?}"),
+            });
+        }
+    };
     ctx.validator.validate(&found.token)
 }
 
@@ -291,17 +359,19 @@ async fn connect_upstream(
     startup: &StartupMessage,
     addr: SocketAddr,
 ) -> Result<upstream::Upstream, ProxyError> {
-    // Parameters the client chose are kept, except who it is: the role is the target's.
-    let params: Vec<(&str, &str)> = startup
+    // Parameters the client chose are kept, except who it is (the role is the target's) and the
+    // settings the agent's SQL analysis depends on, which it pins (policy::integrity).
+    let mut params: Vec<(&str, &str)> = startup
         .params
         .iter()
-        .filter(|(k, _)| k != "user" && k != "replication")
+        .filter(|(k, _)| k != "user" && k != "replication" && !integrity::is_pinned(k))
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let mut params = params;
     if startup.get("database").is_none() {
         params.push(("database", startup.database().unwrap_or("postgres")));
     }
+    // Startup-packet settings are applied after `options`, so these win over `-c` switches.
+    params.extend(integrity::PINNED_SETTINGS);
     let login = Login {
         addr,
         user: &target.config.upstream_user,

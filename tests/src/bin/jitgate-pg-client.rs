@@ -3,7 +3,10 @@
 //! and prints the rows as `|`-separated text, one line per row. On a server error it prints
 //! `ERROR <SQLSTATE> <message>` and goes on with the next statement in the same session.
 //!
-//! Usage: `jitgate-pg-client HOST PORT DB SQL...`
+//! Usage: `jitgate-pg-client HOST PORT DB SQL...`, or `jitgate-pg-client HOST PORT DB --redefine
+//! NAME_SQL REAL_SQL`: prepare NAME_SQL (the driver caches its row shape), redefine the same
+//! server-side statement with SQL `DEALLOCATE`/`PREPARE` as REAL_SQL, then execute the cached
+//! statement, which now runs REAL_SQL — a client that never describes what it executes.
 
 use anyhow::Context as _;
 use tokio_postgres::types::Type;
@@ -41,6 +44,31 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("connecting")?;
     let driver = tokio::spawn(connection);
+    if let [flag, first, real] = statements
+        && flag == "--redefine"
+    {
+        let statement = client.prepare(first).await.context("prepare")?;
+        // The driver's own name for it, as the server lists protocol-level statements.
+        let listed = client
+            .query_one(
+                "SELECT name FROM pg_prepared_statements WHERE NOT from_sql AND statement = $1",
+                &[&first.as_str()],
+            )
+            .await
+            .context("finding the statement's name")?;
+        let name: String = listed.get(0);
+        client
+            .batch_execute(&format!("DEALLOCATE {name}; PREPARE {name} AS {real}"))
+            .await
+            .context("redefining")?;
+        for row in client.query(&statement, &[]).await.context("execute")? {
+            let cells: Vec<String> = (0..row.len()).map(|i| cell(&row, i)).collect();
+            println!("{}", cells.join("|"));
+        }
+        drop(client);
+        let _ = driver.await;
+        return Ok(());
+    }
     for sql in statements {
         match client.query(sql.as_str(), &[]).await {
             Ok(rows) => {

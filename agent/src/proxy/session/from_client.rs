@@ -2,8 +2,7 @@
 //! portals (Parse, Bind, Describe, Close), make sure every Execute's result shape is known before
 //! its rows arrive when masking is on, and queue the expected responses.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use postgres_protocol::message::frontend as write_fe;
 
@@ -12,9 +11,7 @@ use crate::pgwire::codec::Frame;
 use crate::pgwire::frontend::{self as fe, Bind, Execute, Parse, Target};
 use crate::policy::{Analysis, Decision, StatementKind};
 use crate::proxy::ProxyError;
-use crate::proxy::pending::{
-    DescribeTarget, Execution, Pending, Portal, PreparedStatement, Rejection,
-};
+use crate::proxy::pending::{Execution, Pending, Portal, PreparedStatement, Rejection, Undo};
 
 /// Hint sent with policy denials.
 const DENIAL_HINT: &str = "This CI identity may not run this kind of statement. Ask the \
@@ -41,10 +38,12 @@ impl Session<'_> {
                 let statement = Arc::new(PreparedStatement {
                     sql: parse.query.into(),
                     analysis: analysis.clone(),
-                    plan: OnceLock::new(),
-                    described: false.into(),
                 });
-                self.statements.insert(parse.name.to_owned(), statement);
+                let previous = self.statements.insert(parse.name.to_owned(), statement);
+                let undo = Undo {
+                    name: parse.name.to_owned(),
+                    previous,
+                };
                 if let Some(r) = &rejection {
                     let mut exec =
                         Execution::new(parse.query.into(), "extended", analysis, Some(r.clone()));
@@ -56,52 +55,43 @@ impl Session<'_> {
                 } else {
                     frame.write_to(&mut self.to_server);
                 }
-                self.pending.push_back(Pending::Parse { rejection });
+                self.pending.push_back(Pending::Parse { rejection, undo });
             }
             fe::BIND_TAG => {
                 let bind = Bind::decode(&frame.body).map_err(client)?;
                 let statement = self.statement(bind.statement);
-                let portal = Arc::new(Portal {
-                    statement,
-                    plan: OnceLock::new(),
-                    described: false.into(),
-                });
-                self.portals.insert(bind.portal.to_owned(), portal);
+                let previous = self
+                    .portals
+                    .insert(bind.portal.to_owned(), Arc::new(Portal { statement }));
                 frame.write_to(&mut self.to_server);
-                self.pending.push_back(Pending::Bind);
+                self.pending.push_back(Pending::Bind {
+                    undo: Undo {
+                        name: bind.portal.to_owned(),
+                        previous,
+                    },
+                });
             }
             fe::DESCRIBE_TAG => {
-                let t = Target::decode(&frame.body, "Describe").map_err(client)?;
-                let target = self.describe_target(t);
+                Target::decode(&frame.body, "Describe").map_err(client)?;
                 frame.write_to(&mut self.to_server);
-                self.pending.push_back(Pending::Describe {
-                    target,
-                    injected: false,
-                });
+                self.pending
+                    .push_back(Pending::Describe { injected: false });
             }
             fe::EXECUTE_TAG => {
                 let execute = Execute::decode(&frame.body).map_err(client)?;
                 let portal = self.portal(execute.portal);
-                if !self.catalog.is_empty()
-                    && portal.plan().is_none()
-                    && !portal.described.load(Ordering::Relaxed)
-                    && !portal.statement.described.load(Ordering::Relaxed)
-                {
-                    // The client skipped Describe: ask for the row shape ourselves and keep
-                    // the answer, so the rows can be masked.
+                if !self.catalog.is_empty() {
+                    // Ask for the row shape right before every Execute and keep the answer: the
+                    // portal the server runs is then exactly the one described, whatever the
+                    // client described earlier or renamed since (SQL-level PREPARE, DECLARE).
                     write_fe::describe(b'P', execute.portal, &mut self.to_server)
                         .map_err(|e| client(e.into()))?;
-                    portal.described.store(true, Ordering::Relaxed);
-                    self.pending.push_back(Pending::Describe {
-                        target: DescribeTarget::Portal(portal.clone()),
-                        injected: true,
-                    });
+                    self.pending.push_back(Pending::Describe { injected: true });
                 }
                 let s = &portal.statement;
                 let execution = Execution::new(s.sql.clone(), "extended", s.analysis.clone(), None);
                 frame.write_to(&mut self.to_server);
-                self.pending
-                    .push_back(Pending::Execute { portal, execution });
+                self.pending.push_back(Pending::Execute(execution));
             }
             fe::SYNC_TAG => {
                 frame.write_to(&mut self.to_server);
@@ -169,6 +159,19 @@ impl Session<'_> {
                 return (None, Some(rejection));
             }
         };
+        if let Some(reason) = &analysis.integrity {
+            self.statements_denied += 1;
+            let rejection = Rejection {
+                sqlstate: "42501",
+                rule: "pinned-settings".into(),
+                message: format!("jitgate: {reason}"),
+                hint: Some(
+                    "jitgate keeps client_encoding = UTF8 and standard_conforming_strings = on."
+                        .into(),
+                ),
+            };
+            return (Some(analysis), Some(rejection));
+        }
         let rejection = match self.ctx.policy.decide(&self.identity, &analysis) {
             Decision::Deny(d) => Some(Rejection {
                 sqlstate: "42501",
@@ -201,8 +204,6 @@ impl Session<'_> {
             Arc::new(PreparedStatement {
                 sql: "<unknown prepared statement>".into(),
                 analysis: None,
-                plan: OnceLock::new(),
-                described: false.into(),
             })
         })
     }
@@ -211,29 +212,7 @@ impl Session<'_> {
         self.portals.get(name).cloned().unwrap_or_else(|| {
             Arc::new(Portal {
                 statement: self.statement(""),
-                plan: OnceLock::new(),
-                described: false.into(),
             })
         })
-    }
-
-    fn describe_target(&self, t: Target<'_>) -> DescribeTarget {
-        if t.kind == b'S' {
-            match self.statements.get(t.name) {
-                Some(s) => {
-                    s.described.store(true, Ordering::Relaxed);
-                    DescribeTarget::Statement(s.clone())
-                }
-                None => DescribeTarget::Unknown,
-            }
-        } else {
-            match self.portals.get(t.name) {
-                Some(p) => {
-                    p.described.store(true, Ordering::Relaxed);
-                    DescribeTarget::Portal(p.clone())
-                }
-                None => DescribeTarget::Unknown,
-            }
-        }
     }
 }

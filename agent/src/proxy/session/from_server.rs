@@ -6,8 +6,12 @@ use crate::masking::MaskPlan;
 use crate::pgwire::backend::{self as be, ErrorFields, TransactionStatus, parse_row_description};
 use crate::pgwire::codec::Frame;
 use crate::pgwire::write::{self, Severity};
+use crate::policy::integrity;
 use crate::proxy::ProxyError;
-use crate::proxy::pending::{DescribeTarget, Pending, Rejection};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::proxy::pending::{Pending, Rejection, Undo};
 
 use super::Session;
 
@@ -35,7 +39,7 @@ impl Session<'_> {
             be::PARSE_COMPLETE_TAG | be::BIND_COMPLETE_TAG | be::CLOSE_COMPLETE_TAG => {
                 if matches!(
                     self.pending.front(),
-                    Some(Pending::Parse { .. } | Pending::Bind | Pending::Close)
+                    Some(Pending::Parse { .. } | Pending::Bind { .. } | Pending::Close)
                 ) {
                     self.pending.pop_front();
                 }
@@ -56,11 +60,11 @@ impl Session<'_> {
                             exec.tags.push(tag);
                         }
                     }
-                    Some(Pending::Execute { execution, .. }) => {
+                    Some(Pending::Execute(execution)) => {
                         if !tag.is_empty() {
                             execution.tags.push(tag);
                         }
-                        if let Some(Pending::Execute { execution, .. }) = self.pending.pop_front() {
+                        if let Some(Pending::Execute(execution)) = self.pending.pop_front() {
                             self.record_statement(&execution);
                         }
                     }
@@ -69,6 +73,17 @@ impl Session<'_> {
                 frame.write_to(&mut self.to_client);
             }
             be::ERROR_RESPONSE_TAG => self.on_error(frame)?,
+            be::PARAMETER_STATUS_TAG => {
+                let (name, value) = be::parse_parameter_status(&frame.body).map_err(upstream)?;
+                if integrity::violates(name, value) == Some(true) {
+                    // Analysis of anything sent from now on could differ from the server's
+                    // reading: end the session rather than guess.
+                    return Err(ProxyError::PinnedSetting {
+                        setting: format!("{name} = {value}"),
+                    });
+                }
+                frame.write_to(&mut self.to_client);
+            }
             be::READY_FOR_QUERY_TAG => {
                 self.status = TransactionStatus::parse(&frame.body).map_err(upstream)?;
                 match self.pending.pop_front() {
@@ -92,8 +107,7 @@ impl Session<'_> {
 
     fn on_data_row(&mut self, frame: Frame) -> Result<(), ProxyError> {
         let plan = match self.pending.front() {
-            Some(Pending::Query(exec)) => exec.plan.as_ref(),
-            Some(Pending::Execute { portal, .. }) => portal.plan(),
+            Some(Pending::Query(exec) | Pending::Execute(exec)) => exec.plan.as_ref(),
             _ => None,
         };
         let (out, masked) = match plan {
@@ -112,15 +126,9 @@ impl Session<'_> {
                 (Some(b), n)
             }
         };
-        match self.pending.front_mut() {
-            Some(Pending::Query(exec))
-            | Some(Pending::Execute {
-                execution: exec, ..
-            }) => {
-                exec.rows += 1;
-                exec.masked += masked;
-            }
-            _ => {}
+        if let Some(Pending::Query(exec) | Pending::Execute(exec)) = self.pending.front_mut() {
+            exec.rows += 1;
+            exec.masked += masked;
         }
         match out {
             Some(bytes) => self.to_client.extend_from_slice(&bytes),
@@ -130,19 +138,12 @@ impl Session<'_> {
     }
 
     fn finish_describe(&mut self, frame: Frame, plan: MaskPlan) {
-        if let Some(Pending::Describe { target, injected }) = self.pending.pop_front() {
-            match target {
-                DescribeTarget::Statement(s) => {
-                    let _ = s.plan.set(plan);
-                }
-                DescribeTarget::Portal(p) => {
-                    let _ = p.plan.set(plan);
-                }
-                DescribeTarget::Unknown => {}
+        if let Some(Pending::Describe { injected: true }) = self.pending.pop_front() {
+            // Our own Describe: its answer is the plan of the Execute queued right after it.
+            if let Some(Pending::Execute(execution)) = self.pending.front_mut() {
+                execution.plan = Some(plan);
             }
-            if injected {
-                return;
-            }
+            return;
         }
         frame.write_to(&mut self.to_client);
     }
@@ -163,8 +164,12 @@ impl Session<'_> {
             Some(_) => {
                 // Extended protocol: this request failed; the server skips to Sync.
                 match self.pending.pop_front() {
-                    Some(Pending::Parse { rejection: r }) => rejection = r,
-                    Some(Pending::Execute { mut execution, .. }) => {
+                    Some(Pending::Parse { rejection: r, undo }) => {
+                        rejection = r;
+                        undo_update(&mut self.statements, undo);
+                    }
+                    Some(Pending::Bind { undo }) => undo_update(&mut self.portals, undo),
+                    Some(Pending::Execute(mut execution)) => {
                         execution.sqlstate = Some(sqlstate);
                         self.record_statement(&execution);
                     }
@@ -188,5 +193,20 @@ impl Session<'_> {
             None => frame.write_to(&mut self.to_client),
         }
         Ok(())
+    }
+}
+
+/// Restores a statement or portal table entry the server did not accept. The unnamed statement
+/// and portal are gone after a failed Parse or Bind (the server drops them first); named ones keep
+/// what they were.
+fn undo_update<T>(table: &mut HashMap<String, Arc<T>>, undo: Undo<T>) {
+    let Undo { name, previous } = undo;
+    match previous {
+        Some(previous) if !name.is_empty() => {
+            table.insert(name, previous);
+        }
+        _ => {
+            table.remove(&name);
+        }
     }
 }

@@ -118,6 +118,20 @@ impl<'a> Session<'a> {
         self.audit
     }
 
+    /// Records every statement still waiting for the server's answer when the session ended
+    /// (the client disconnected mid-query, the server went away): it may have run, so the trail
+    /// must show it.
+    pub fn record_unfinished(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for entry in pending {
+            if let Pending::Query(mut exec) | Pending::Execute(mut exec) = entry {
+                exec.tags
+                    .push("(unfinished: the session ended before the server answered)".into());
+                self.record_statement(&exec);
+            }
+        }
+    }
+
     /// Relays until either side ends the session.
     pub async fn run(
         &mut self,
