@@ -79,6 +79,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         SocketAddr::V4(a) => a,
         SocketAddr::V6(a) => bail!("IPv4 listener bound to {a}"),
     };
+    warn_if_unprivileged(listen_v4.port());
     let mut listeners = vec![v4];
     let mut listen_v6 = None;
     if let Some(addr) = config.agent.listen_v6 {
@@ -142,6 +143,24 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     }
     tracing::info!("agent stopped; kernel programs stay attached (fail closed)");
     Ok(())
+}
+
+/// While the agent is down its kernel programs keep sending protected connects to its port, so
+/// any local user able to bind that port could pose as the database. Ports below
+/// `net.ipv4.ip_unprivileged_port_start` can only be bound with CAP_NET_BIND_SERVICE.
+fn warn_if_unprivileged(port: u16) {
+    let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse::<u16>().ok())
+        .unwrap_or(1024);
+    if port >= start {
+        tracing::warn!(
+            port,
+            unprivileged_from = start,
+            "agent listener port can be bound by any user while the agent is down; \
+             use a port below ip_unprivileged_port_start in production"
+        );
+    }
 }
 
 fn hostname() -> String {

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use std::os::unix::fs::PermissionsExt as _;
+
 use anyhow::Context;
 use tempfile::TempDir;
 
@@ -129,7 +131,10 @@ impl Stack {
                  ALTER SEQUENCE customers_id_seq OWNER TO {CI_ROLE};\nALTER SEQUENCE orders_id_seq OWNER TO {CI_ROLE};\n"
             ),
         )?;
-        std::fs::write(dir.path().join("upstream.password"), &password)?;
+        let password_file = dir.path().join("upstream.password");
+        std::fs::write(&password_file, &password)?;
+        // Only root (the agent) may read the upstream credential.
+        std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))?;
 
         let issuer = Issuer::new_rsa(&entra_v2_issuer(TENANT), "demo-key-1")?;
         issuer.write_jwks(&dir.path().join("jwks.json"))?;

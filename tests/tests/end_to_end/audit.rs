@@ -1,0 +1,38 @@
+//! The audit trail for sessions cut short.
+
+use super::support::*;
+
+#[test]
+fn a_statement_cut_off_by_a_killed_client_is_still_audited() {
+    let Some(stack) = stack() else { return };
+    let mut command = stack.job("psql", true);
+    command
+        .args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-d",
+            "shop",
+            "-c",
+            "SELECT pg_sleep(5), 'cut off'",
+        ])
+        .args(["-p", &stack.pg.port().to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("psql spawns");
+    std::thread::sleep(Duration::from_millis(1500));
+    child.kill().expect("kill psql");
+    child.wait().expect("reaped");
+    let events = events_with(&stack, "'cut off'");
+    let stmt = events
+        .iter()
+        .find(|e| e["kind"] == "statement")
+        .expect("the statement is in the trail");
+    assert!(
+        stmt["statement"]["command_tag"]
+            .as_str()
+            .is_some_and(|t| t.contains("unfinished")),
+        "{stmt}"
+    );
+}

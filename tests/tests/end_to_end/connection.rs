@@ -1,0 +1,85 @@
+//! The kernel redirect as a client sees it: other ports and other processes go direct, a dead
+//! agent fails closed, and upstream md5 authentication.
+
+use super::support::*;
+
+#[test]
+fn connections_to_other_ports_and_from_outside_the_cgroup_are_not_redirected() {
+    let Some(stack) = stack() else { return };
+    // Another port on the same address, from inside the runner cgroup.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut command = stack.job("python3", true);
+    command.args([
+        "-c",
+        &format!("import socket; s=socket.create_connection(('127.0.0.1',{port})); print(s.getpeername()[1])"),
+    ]);
+    let out = command.output().expect("python runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let (_conn, peer) = listener
+        .accept()
+        .expect("the connection reached its real destination");
+    assert!(peer.ip().is_loopback());
+
+    // The protected database from a process outside the runner cgroup goes direct: the server
+    // asks it for a password itself (the agent would never ask).
+    let out = std::process::Command::new("psql")
+        .args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &stack.pg.port().to_string(),
+        ])
+        .args(["-d", "shop", "-c", "SELECT 1"])
+        .env_remove("PGPASSWORD")
+        .output()
+        .expect("psql runs");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("password"), "{}", describe(&out));
+}
+
+#[test]
+fn a_killed_agent_fails_closed() {
+    let Some(mut stack) = stack() else { return };
+    stack.agent.kill();
+    let out = stack.psql("SELECT 1", true).expect("psql runs");
+    assert!(!out.status.success(), "must not bypass: {}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("refused") || stderr.contains("could not connect"),
+        "{stderr}"
+    );
+    assert!(
+        !stack.pg.server_log().contains("SELECT 1"),
+        "nothing reached the server"
+    );
+}
+
+#[test]
+fn upstream_md5_authentication_works() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let stack = Stack::start_with_auth(
+        jitgate_tests::process::bins(),
+        jitgate_tests::postgres::PasswordAuth::Md5,
+    )
+    .expect("stack starts");
+    let stored = stack
+        .pg
+        .psql_superuser(
+            "SELECT rolpassword LIKE 'md5%' FROM pg_authid WHERE rolname = 'jitgate_ci';",
+        )
+        .expect("superuser query");
+    assert_eq!(
+        stored.trim(),
+        "t",
+        "the role's password is really an md5 hash"
+    );
+    let out = stack.psql("SELECT current_user", true).expect("psql runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(text(&out.stdout).trim(), "jitgate_ci");
+}

@@ -1,0 +1,121 @@
+//! Workload identity: refusals with 28000 for a missing, expired or unreadable token, and a
+//! token "file" that is a FIFO.
+
+use super::support::*;
+
+#[test]
+fn a_process_without_a_token_is_refused_with_28000() {
+    let Some(stack) = stack() else { return };
+    let out = stack.psql("SELECT 1", false).expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("no OIDC token"), "{stderr}");
+    assert!(
+        stderr.contains("AZURE_FEDERATED_TOKEN_FILE"),
+        "says what to set: {stderr}"
+    );
+    let refused = eventually("a refused session", || {
+        let sessions = json_lines(&stack.cli(&["sessions", "--json"]).ok()?);
+        sessions.into_iter().find(|s| s["refused"] == true)
+    });
+    assert!(
+        refused["refused_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no OIDC token"))
+    );
+}
+
+#[test]
+fn an_expired_token_is_refused() {
+    let Some(stack) = stack() else { return };
+    let mut claims = jitgate_tests::claims::entra_sp_claims(
+        jitgate_tests::stack::TENANT,
+        APP_ID,
+        OBJECT_ID,
+        jitgate_tests::stack::AUDIENCE,
+        Duration::from_secs(60),
+    );
+    claims["exp"] = Value::from(jitgate_tests::claims::now_secs() - 3600);
+    std::fs::write(
+        &stack.token_file,
+        stack.issuer.token(&claims).expect("token"),
+    )
+    .expect("write");
+    let out = stack.psql("SELECT 1", true).expect("psql runs");
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("expired"), "{}", describe(&out));
+}
+
+#[test]
+fn a_token_the_jobs_user_cannot_read_is_refused_and_a_fifo_cannot_stall_the_agent() {
+    let Some(stack) = stack() else { return };
+    // A root-only directory: the file itself is world-readable, the directory is not.
+    let secret = stack.dir.path().join("secret");
+    std::fs::create_dir(&secret).expect("dir");
+    let token = secret.join("token.jwt");
+    std::fs::copy(&stack.token_file, &token).expect("copy");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let mut command = stack.job("setpriv", false);
+    command
+        .args([
+            "--reuid=nobody",
+            "--regid=nogroup",
+            "--clear-groups",
+            "psql",
+        ])
+        .args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-d",
+            "shop",
+            "-c",
+            "SELECT 1",
+        ])
+        .args(["-p", &stack.pg.port().to_string()])
+        .env("AZURE_FEDERATED_TOKEN_FILE", &token);
+    let out = command.output().expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("not readable by the connecting process"),
+        "{}",
+        describe(&out)
+    );
+
+    // A FIFO as the token file: refused at once, and the agent keeps serving.
+    let fifo = stack.dir.path().join("token.fifo");
+    let c_path = std::ffi::CString::new(fifo.to_string_lossy().as_bytes()).expect("path");
+    // SAFETY: mkfifo on a NUL-terminated path in our temp dir.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o666) }, 0);
+    let started = Instant::now();
+    let mut command = stack.job("psql", false);
+    command
+        .args([
+            "-X",
+            "-w",
+            "-h",
+            "127.0.0.1",
+            "-d",
+            "shop",
+            "-c",
+            "SELECT 1",
+        ])
+        .args(["-p", &stack.pg.port().to_string()])
+        .env("AZURE_FEDERATED_TOKEN_FILE", &fifo);
+    let out = command.output().expect("psql runs");
+    assert!(
+        text(&out.stderr).contains("not a regular file"),
+        "{}",
+        describe(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let out = stack.psql("SELECT 1", true).expect("psql runs");
+    assert!(
+        out.status.success(),
+        "the agent still serves: {}",
+        describe(&out)
+    );
+}

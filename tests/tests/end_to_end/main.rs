@@ -1,0 +1,11 @@
+//! End-to-end tests of the walking skeleton, as root: real kernel programs, a real PostgreSQL 15,
+//! real `psql`, `pgbench` and a Rust driver run inside the runner cgroup, real JWTs, the real
+//! collector. Each test asserts what the client received, what PostgreSQL executed, and what the
+//! collector stored. One test binary, run serially (`--test-threads=1`) by `cargo xtask test`.
+
+mod audit;
+mod connection;
+mod identity;
+mod masking;
+mod policy;
+mod support;

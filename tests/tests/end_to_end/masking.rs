@@ -1,0 +1,136 @@
+//! Masking of protected columns in what the client receives: plain columns under aliases, text
+//! and binary format, simple and extended protocol, statements redefined behind a driver's cache,
+//! whole-row values.
+
+use super::support::*;
+
+#[test]
+fn allowed_select_returns_rows_with_email_and_card_masked() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql(
+            "SELECT name, email AS e, card_number FROM customers ORDER BY id",
+            true,
+        )
+        .expect("psql runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let rows: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    let expected = customers();
+    assert_eq!(rows.len(), expected.len(), "{stdout}");
+    for (row, customer) in rows.iter().zip(&expected) {
+        let cols: Vec<&str> = row.split('|').collect();
+        assert_eq!(
+            cols[0], customer.name,
+            "names are not protected and come back as stored"
+        );
+        assert_ne!(
+            cols[1], customer.email,
+            "email must be masked even under an alias"
+        );
+        assert!(
+            cols[1].starts_with(&customer.email[..1]) && cols[1].contains("*@"),
+            "{row}"
+        );
+        assert_ne!(cols[2], customer.card_number);
+        assert!(
+            cols[2].ends_with(&customer.card_number[12..]),
+            "last four kept: {row}"
+        );
+        assert!(cols[2].starts_with("************"), "{row}");
+    }
+    assert!(
+        !stdout.contains("@example.com"),
+        "no real address may leave: {stdout}"
+    );
+
+    let events = events_with(&stack, "SELECT name, email AS e");
+    let stmt = events
+        .iter()
+        .find(|e| e["kind"] == "statement")
+        .expect("statement event");
+    assert_eq!(stmt["statement"]["decision"], "allowed");
+    assert_eq!(stmt["statement"]["rows"], expected.len());
+    assert_eq!(stmt["statement"]["masked_cells"], 2 * expected.len());
+    let started = events
+        .iter()
+        .find(|e| e["kind"] == "session_started")
+        .expect("session_started");
+    let identity = &started["session_started"]["identity"];
+    assert_eq!(identity["object_id"], OBJECT_ID);
+    assert_eq!(identity["app_id"], APP_ID);
+    assert_eq!(started["session_started"]["process"]["comm"], "psql");
+    assert_eq!(started["session_started"]["database"], "shop");
+}
+
+#[test]
+fn a_rust_driver_gets_masked_rows_in_binary_format_and_denials_over_extended_protocol() {
+    let Some(stack) = stack() else { return };
+    let mut command = stack.job(env!("CARGO_BIN_EXE_jitgate-pg-client"), true);
+    command.args([
+        "127.0.0.1",
+        &stack.pg.port().to_string(),
+        "shop",
+        "SELECT id, email, card_number FROM customers WHERE id <= 2 ORDER BY id",
+        "DROP TABLE orders",
+        "SELECT count(*)::int4 FROM orders",
+    ]);
+    let out = command.output().expect("client runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let expected = customers();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    for (line, customer) in lines[..2].iter().zip(&expected) {
+        let cols: Vec<&str> = line.split('|').collect();
+        assert_ne!(cols[1], customer.email, "{line}");
+        assert!(cols[1].contains("*@"), "{line}");
+        assert!(
+            cols[2].ends_with(&customer.card_number[12..]) && cols[2].starts_with('*'),
+            "{line}"
+        );
+    }
+    assert!(lines[2].starts_with("ERROR 42501 "), "{stdout}");
+    assert!(lines[2].contains(DENY_RULE), "{stdout}");
+    assert!(
+        lines[3].parse::<i32>().is_ok_and(|n| n > 0),
+        "the session went on: {stdout}"
+    );
+    assert!(!stack.pg.server_log().to_lowercase().contains("drop table"));
+}
+
+#[test]
+fn a_statement_redefined_behind_a_cached_row_shape_is_still_masked() {
+    let Some(stack) = stack() else { return };
+    let mut command = stack.job(env!("CARGO_BIN_EXE_jitgate-pg-client"), true);
+    command.args([
+        "127.0.0.1",
+        &stack.pg.port().to_string(),
+        "shop",
+        "--redefine",
+        "SELECT 'a'::text AS email, 'b'::text AS card_number",
+        "SELECT email, card_number FROM customers ORDER BY id",
+    ]);
+    let out = command.output().expect("client runs");
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(stdout.lines().count(), customers().len(), "{stdout}");
+    assert!(!stdout.contains("@example.com"), "{stdout}");
+    for customer in customers() {
+        assert!(!stdout.contains(&customer.card_number), "{stdout}");
+    }
+}
+
+#[test]
+fn a_whole_row_of_a_protected_table_is_nulled() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql(
+            "SELECT c IS NULL FROM customers c LIMIT 1; SELECT c FROM customers c LIMIT 1",
+            true,
+        )
+        .expect("psql runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("@example.com"), "{stdout}");
+}

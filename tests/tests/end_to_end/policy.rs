@@ -1,0 +1,229 @@
+//! Statement policy on real clients: denials with 42501 naming the rule while the session goes
+//! on, multi-statement strings, unparseable SQL, DO blocks, lexer-setting tricks, SELECT INTO, and
+//! the extended protocol under pgbench.
+
+use super::support::*;
+
+#[test]
+fn drop_table_is_denied_with_42501_and_the_session_goes_on() {
+    let Some(stack) = stack() else { return };
+    let script =
+        "\\set VERBOSITY verbose\nDROP TABLE customers;\nSELECT count(*) FROM customers;\n";
+    let mut command = stack.job("psql", true);
+    command
+        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
+        .args(["-p", &stack.pg.port().to_string(), "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("psql spawns");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(script.as_bytes()).expect("script written");
+    }
+    let out = child.wait_with_output().expect("psql finishes");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("ERROR:  42501:"), "{}", describe(&out));
+    assert!(stderr.contains(DENY_RULE), "the rule is named: {stderr}");
+    assert!(
+        stderr.contains("DDL"),
+        "the statement class is named: {stderr}"
+    );
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "20",
+        "the session went on: {}",
+        describe(&out)
+    );
+
+    let tables = stack
+        .pg
+        .psql_superuser_in(
+            "shop",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';",
+        )
+        .expect("superuser query");
+    assert_eq!(tables.trim(), "1", "customers still exists");
+    let log = stack.pg.server_log();
+    assert!(
+        !log.to_lowercase().contains("drop table"),
+        "DROP never reached the server"
+    );
+
+    let events = events_with(&stack, "DROP TABLE customers");
+    let denied = events
+        .iter()
+        .find(|e| {
+            e["statement"]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("DROP TABLE"))
+        })
+        .expect("denied statement event");
+    assert_eq!(denied["statement"]["decision"], "denied");
+    assert_eq!(denied["statement"]["rule"], DENY_RULE);
+    assert_eq!(denied["statement"]["sqlstate"], "42501");
+    assert!(
+        denied["statement"]["kinds"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "ddl"))
+    );
+}
+
+#[test]
+fn a_denied_statement_denies_the_whole_query_string() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql("SELECT 1; TRUNCATE orders", true)
+        .expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("TRUNCATE"), "{}", describe(&out));
+    let orders = stack
+        .pg
+        .psql_superuser_in("shop", "SELECT count(*) > 0 FROM orders;")
+        .expect("superuser query");
+    assert_eq!(orders.trim(), "t", "orders untouched");
+}
+
+#[test]
+fn unparseable_sql_is_refused_and_not_forwarded() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql("SELEC * FROM customers", true)
+        .expect("psql runs");
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("syntax error"), "{stderr}");
+    assert!(stderr.contains("not forwarded"), "{stderr}");
+    assert!(
+        !stack.pg.server_log().contains("SELEC *"),
+        "never sent upstream"
+    );
+}
+
+#[test]
+fn a_do_block_cannot_smuggle_denied_ddl() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql("DO $$ BEGIN EXECUTE 'DROP TABLE customers'; END $$", true)
+        .expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("DO blocks"),
+        "{}",
+        describe(&out)
+    );
+    let tables = stack
+        .pg
+        .psql_superuser_in(
+            "shop",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';",
+        )
+        .expect("superuser query");
+    assert_eq!(tables.trim(), "1", "customers still exists");
+}
+
+#[test]
+fn lexer_settings_cannot_hide_a_statement_from_the_agent() {
+    let Some(stack) = stack() else { return };
+    let before = orders_count(&stack);
+    let hidden = "SELECT 'x\\'' ; TRUNCATE orders; -- '";
+    // standard_conforming_strings = off from the startup options: the agent pins it on.
+    let mut command = stack.job("psql", true);
+    command
+        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
+        .args(["-p", &stack.pg.port().to_string(), "-c", hidden])
+        .env(
+            "PGOPTIONS",
+            "-c standard_conforming_strings=off -c escape_string_warning=off",
+        );
+    let out = command.output().expect("psql runs");
+    assert!(
+        out.status.success(),
+        "read as one string literal: {}",
+        describe(&out)
+    );
+    assert_eq!(orders_count(&stack), before, "TRUNCATE must not run");
+    // Changing it in the session is refused.
+    let out = stack
+        .psql("SET standard_conforming_strings = off", true)
+        .expect("psql runs");
+    assert!(
+        text(&out.stderr).contains("standard_conforming_strings"),
+        "{}",
+        describe(&out)
+    );
+    let out = stack
+        .psql(
+            "SELECT set_config('standard_conforming_strings', 'off', false)",
+            true,
+        )
+        .expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    // A client encoding whose multibyte characters can swallow a backslash.
+    let mut command = stack.job("psql", true);
+    command
+        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
+        .args(["-p", &stack.pg.port().to_string()])
+        .args(["-c", "SELECT E'\u{4e01}\\'; TRUNCATE orders; --'"])
+        .env("PGCLIENTENCODING", "GBK");
+    let out = command.output().expect("psql runs");
+    assert_eq!(
+        orders_count(&stack),
+        before,
+        "TRUNCATE must not run: {}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn select_into_hidden_in_a_union_is_ddl() {
+    let Some(stack) = stack() else { return };
+    let out = stack
+        .psql("SELECT 1 AS a INTO TEMP sneaky UNION SELECT 2", true)
+        .expect("psql runs");
+    assert!(
+        text(&out.stderr).contains("42501") || text(&out.stderr).contains("DDL"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        !stack.pg.server_log().contains("sneaky"),
+        "never reached the server"
+    );
+}
+
+#[test]
+fn extended_protocol_through_the_agent_with_pgbench() {
+    let Some(stack) = stack() else { return };
+    let script = stack.dir.path().join("bench.sql");
+    std::fs::write(
+        &script,
+        "SELECT email, card_number FROM customers WHERE id = 3;\n",
+    )
+    .expect("script");
+    for mode in ["extended", "prepared"] {
+        let mut command = stack.job("pgbench", true);
+        command
+            .args([
+                "-n",
+                "-M",
+                mode,
+                "-t",
+                "20",
+                "-h",
+                "127.0.0.1",
+                "-d",
+                "shop",
+            ])
+            .args(["-p", &stack.pg.port().to_string(), "-f"])
+            .arg(&script);
+        let out = command.output().expect("pgbench runs");
+        assert!(out.status.success(), "{mode}: {}", describe(&out));
+        assert!(
+            text(&out.stdout).contains("number of failed transactions: 0"),
+            "{}",
+            describe(&out)
+        );
+    }
+}
