@@ -91,7 +91,10 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
         .context("running the CI job")?;
     ensure!(status.success(), "the CI job script failed: {status}");
 
-    banner("A process in the runner cgroup that was given no token (nor were its parents)");
+    banner(
+        "A process in the runner cgroup that was given no token (nor were its parents): \
+         refused with SQLSTATE 28000",
+    );
     let psql_args = [
         "-X",
         "-w",

@@ -35,6 +35,20 @@ where
     let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(program);
     command.args(args).current_dir(workspace_root());
+    // `cargo run` gave xtask the variables of its own package; passed on, build scripts that
+    // read them (ring's reads CARGO_MANIFEST_DIR) would look changed and rebuild every time.
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text == "CARGO_MANIFEST_DIR"
+            || key_text == "CARGO_MANIFEST_PATH"
+            || key_text == "CARGO_PRIMARY_PACKAGE"
+            || key_text.starts_with("CARGO_PKG_")
+            || key_text.starts_with("CARGO_BIN_")
+            || key_text == "CARGO_CRATE_NAME"
+        {
+            command.env_remove(&key);
+        }
+    }
     command
 }
 
