@@ -63,11 +63,8 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
         stack.pg.port()
     );
     println!("  collector      {}", stack.collector.url());
-    println!(
-        "  agent          {} (pid {:?})",
-        stack.agent.listen(),
-        stack.agent.pid()
-    );
+    let pid = stack.agent.pid().map(|p| p.to_string()).unwrap_or_default();
+    println!("  agent          {} (pid {pid})", stack.agent.listen());
     println!("  runner cgroup  {}", stack.cgroup.path().display());
     println!(
         "  job token      {} (Entra service principal, RS256, issuer {})",
@@ -78,6 +75,10 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
     println!(
         "  masking        customers.email (first letter kept), customers.card_number (last 4 kept)"
     );
+
+    banner("The agent's configuration (agent.toml)");
+    let config = std::fs::read_to_string(stack.dir.path().join("agent.toml"))?;
+    print!("{config}");
 
     banner("Running the CI job inside the runner cgroup (psql to the database's real address)");
     let script = stack.dir.path().join("ci-job.sh");
