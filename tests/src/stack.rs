@@ -192,23 +192,41 @@ impl Stack {
         command
     }
 
-    /// Runs `psql -c sql` against the database's real address from inside the runner cgroup,
-    /// with no password.
-    pub fn psql(&self, sql: &str, with_token: bool) -> anyhow::Result<Output> {
+    /// `psql` arguments that reach the shop database at its real address, quietly and without
+    /// ever prompting for a password: `-X -w -A -t -h 127.0.0.1 -p PORT -d shop`.
+    pub fn psql_args(&self) -> Vec<String> {
+        let port = self.pg.port().to_string();
+        [
+            "-X",
+            "-w",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-d",
+            SHOP_DB,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// `psql` with [`Stack::psql_args`], run as a job in the runner cgroup.
+    pub fn psql_command(&self, with_token: bool) -> Command {
         let mut command = self.job("psql", with_token);
         command
-            .args([
-                "-X",
-                "-w",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &self.pg.port().to_string(), "-d", SHOP_DB, "-c", sql])
-            .env("PGCONNECT_TIMEOUT", "10")
+            .args(self.psql_args())
+            .env("PGCONNECT_TIMEOUT", "10");
+        command
+    }
+
+    /// Runs `psql -c sql` against the database's real address from inside the runner cgroup,
+    /// with no password, stopping at the first error.
+    pub fn psql(&self, sql: &str, with_token: bool) -> anyhow::Result<Output> {
+        let mut command = self.psql_command(with_token);
+        command
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
             .stdin(Stdio::null());
         command
             .output()

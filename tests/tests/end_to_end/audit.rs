@@ -5,19 +5,9 @@ use super::support::*;
 #[test]
 fn a_statement_cut_off_by_a_killed_client_is_still_audited() {
     let Some(stack) = stack() else { return };
-    let mut command = stack.job("psql", true);
+    let mut command = stack.psql_command(true);
     command
-        .args([
-            "-X",
-            "-w",
-            "-h",
-            "127.0.0.1",
-            "-d",
-            "shop",
-            "-c",
-            "SELECT pg_sleep(5), 'cut off'",
-        ])
-        .args(["-p", &stack.pg.port().to_string()])
+        .args(["-c", "SELECT pg_sleep(5), 'cut off'"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = command.spawn().expect("psql spawns");

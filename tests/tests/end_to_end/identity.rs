@@ -65,17 +65,8 @@ fn a_token_the_jobs_user_cannot_read_is_refused_and_a_fifo_cannot_stall_the_agen
             "--clear-groups",
             "psql",
         ])
-        .args([
-            "-X",
-            "-w",
-            "-h",
-            "127.0.0.1",
-            "-d",
-            "shop",
-            "-c",
-            "SELECT 1",
-        ])
-        .args(["-p", &stack.pg.port().to_string()])
+        .args(stack.psql_args())
+        .args(["-c", "SELECT 1"])
         .env("AZURE_FEDERATED_TOKEN_FILE", &token);
     let out = command.output().expect("psql runs");
     assert!(!out.status.success(), "{}", describe(&out));
@@ -91,19 +82,9 @@ fn a_token_the_jobs_user_cannot_read_is_refused_and_a_fifo_cannot_stall_the_agen
     // SAFETY: mkfifo on a NUL-terminated path in our temp dir.
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o666) }, 0);
     let started = Instant::now();
-    let mut command = stack.job("psql", false);
+    let mut command = stack.psql_command(false);
     command
-        .args([
-            "-X",
-            "-w",
-            "-h",
-            "127.0.0.1",
-            "-d",
-            "shop",
-            "-c",
-            "SELECT 1",
-        ])
-        .args(["-p", &stack.pg.port().to_string()])
+        .args(["-c", "SELECT 1"])
         .env("AZURE_FEDERATED_TOKEN_FILE", &fifo);
     let out = command.output().expect("psql runs");
     assert!(

@@ -9,10 +9,9 @@ fn drop_table_is_denied_with_42501_and_the_session_goes_on() {
     let Some(stack) = stack() else { return };
     let script =
         "\\set VERBOSITY verbose\nDROP TABLE customers;\nSELECT count(*) FROM customers;\n";
-    let mut command = stack.job("psql", true);
+    let mut command = stack.psql_command(true);
     command
-        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
-        .args(["-p", &stack.pg.port().to_string(), "-f", "-"])
+        .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -37,14 +36,7 @@ fn drop_table_is_denied_with_42501_and_the_session_goes_on() {
         describe(&out)
     );
 
-    let tables = stack
-        .pg
-        .psql_superuser_in(
-            "shop",
-            "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';",
-        )
-        .expect("superuser query");
-    assert_eq!(tables.trim(), "1", "customers still exists");
+    assert!(customers_table_exists(&stack), "customers still exists");
     let log = stack.pg.server_log();
     assert!(
         !log.to_lowercase().contains("drop table"),
@@ -113,14 +105,7 @@ fn a_do_block_cannot_smuggle_denied_ddl() {
         "{}",
         describe(&out)
     );
-    let tables = stack
-        .pg
-        .psql_superuser_in(
-            "shop",
-            "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';",
-        )
-        .expect("superuser query");
-    assert_eq!(tables.trim(), "1", "customers still exists");
+    assert!(customers_table_exists(&stack), "customers still exists");
 }
 
 #[test]
@@ -129,14 +114,11 @@ fn lexer_settings_cannot_hide_a_statement_from_the_agent() {
     let before = orders_count(&stack);
     let hidden = "SELECT 'x\\'' ; TRUNCATE orders; -- '";
     // standard_conforming_strings = off from the startup options: the agent pins it on.
-    let mut command = stack.job("psql", true);
-    command
-        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
-        .args(["-p", &stack.pg.port().to_string(), "-c", hidden])
-        .env(
-            "PGOPTIONS",
-            "-c standard_conforming_strings=off -c escape_string_warning=off",
-        );
+    let mut command = stack.psql_command(true);
+    command.args(["-c", hidden]).env(
+        "PGOPTIONS",
+        "-c standard_conforming_strings=off -c escape_string_warning=off",
+    );
     let out = command.output().expect("psql runs");
     assert!(
         out.status.success(),
@@ -161,10 +143,8 @@ fn lexer_settings_cannot_hide_a_statement_from_the_agent() {
         .expect("psql runs");
     assert!(!out.status.success(), "{}", describe(&out));
     // A client encoding whose multibyte characters can swallow a backslash.
-    let mut command = stack.job("psql", true);
+    let mut command = stack.psql_command(true);
     command
-        .args(["-X", "-w", "-A", "-t", "-h", "127.0.0.1", "-d", "shop"])
-        .args(["-p", &stack.pg.port().to_string()])
         .args(["-c", "SELECT E'\u{4e01}\\'; TRUNCATE orders; --'"])
         .env("PGCLIENTENCODING", "GBK");
     let out = command.output().expect("psql runs");

@@ -77,3 +77,16 @@ pub fn orders_count(stack: &Stack) -> i64 {
         .parse()
         .expect("a count")
 }
+
+/// Whether the `customers` table still exists (asked as the superuser, past the agent).
+pub fn customers_table_exists(stack: &Stack) -> bool {
+    stack
+        .pg
+        .psql_superuser_in(
+            "shop",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'customers';",
+        )
+        .expect("superuser query")
+        .trim()
+        == "1"
+}
