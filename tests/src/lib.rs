@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod claims;
 pub mod collector;
 pub mod issuer;
+pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
 pub mod shop;

@@ -58,6 +58,36 @@ pub struct Stack {
     pub dir: TempDir,
 }
 
+/// The masks of the default stack: `customers.email` (first letter kept) and
+/// `customers.card_number` (last 4 kept), as TOML inline tables.
+pub const DEFAULT_MASKS: [&str; 2] = [
+    r#"{ column = "public.customers.email", strategy = "partial", keep_first = 1 }"#,
+    r#"{ column = "public.customers.card_number", strategy = "partial", keep_last = 4 }"#,
+];
+
+/// What a stack starts with beyond the binaries; [`StackOptions::default`] is the stack of the
+/// demo and the end-to-end tests.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// How the upstream role's password is stored and checked.
+    pub auth: PasswordAuth,
+    /// The target's `masks` entries, TOML inline tables ([`DEFAULT_MASKS`] by default).
+    pub masks: Vec<String>,
+    /// SQL run as the superuser in the shop database once the upstream role exists and owns the
+    /// shop tables, before the agent starts (e.g. extra tables for benchmarks); none by default.
+    pub setup_sql: Option<String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            auth: PasswordAuth::Scram,
+            masks: DEFAULT_MASKS.map(str::to_owned).to_vec(),
+            setup_sql: None,
+        }
+    }
+}
+
 /// The agent configuration the stack runs with.
 pub fn agent_config(
     stack_dir: &Path,
@@ -66,7 +96,21 @@ pub fn agent_config(
     pin_dir: &Path,
     collector: &str,
 ) -> String {
+    let masks = DEFAULT_MASKS.map(str::to_owned);
+    agent_config_with_masks(stack_dir, pg_port, cgroup, pin_dir, collector, &masks)
+}
+
+/// [`agent_config`] with the target's `masks` entries given as TOML inline tables.
+pub fn agent_config_with_masks(
+    stack_dir: &Path,
+    pg_port: u16,
+    cgroup: &Path,
+    pin_dir: &Path,
+    collector: &str,
+    masks: &[String],
+) -> String {
     let issuer = entra_v2_issuer(TENANT);
+    let masks: String = masks.iter().map(|m| format!("  {m},\n")).collect();
     format!(
         r#"[agent]
 listen = "127.0.0.1:0"
@@ -87,9 +131,7 @@ address = "127.0.0.1:{pg_port}"
 upstream_user = "{CI_ROLE}"
 upstream_password_file = "{password}"
 masks = [
-  {{ column = "public.customers.email", strategy = "partial", keep_first = 1 }},
-  {{ column = "public.customers.card_number", strategy = "partial", keep_last = 4 }},
-]
+{masks}]
 
 [[rules]]
 id = "{DENY_RULE}"
@@ -117,6 +159,22 @@ impl Stack {
 
     /// Starts everything, with the upstream role's password stored and checked as `auth`.
     pub fn start_with_auth(bins: Bins, auth: PasswordAuth) -> anyhow::Result<Self> {
+        Self::start_with_options(
+            bins,
+            StackOptions {
+                auth,
+                ..StackOptions::default()
+            },
+        )
+    }
+
+    /// Starts everything as `options` say. Needs root.
+    pub fn start_with_options(bins: Bins, options: StackOptions) -> anyhow::Result<Self> {
+        let StackOptions {
+            auth,
+            masks,
+            setup_sql,
+        } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
             .tempdir()?;
@@ -131,6 +189,10 @@ impl Stack {
                  ALTER SEQUENCE customers_id_seq OWNER TO {CI_ROLE};\nALTER SEQUENCE orders_id_seq OWNER TO {CI_ROLE};\n"
             ),
         )?;
+        if let Some(sql) = setup_sql {
+            pg.psql_superuser_in(SHOP_DB, &sql)
+                .context("running the stack's setup SQL")?;
+        }
         let password_file = dir.path().join("upstream.password");
         std::fs::write(&password_file, &password)?;
         // Only root (the agent) may read the upstream credential.
@@ -151,12 +213,13 @@ impl Stack {
         let collector = CollectorGuard::start(&bins.collector)?;
         let cgroup = CgroupGuard::new("jitgate-runner")?;
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/jitgate-test-{}", uuid_like()));
-        let config = agent_config(
+        let config = agent_config_with_masks(
             dir.path(),
             pg.port(),
             cgroup.path(),
             &pin_dir,
             &collector.url(),
+            &masks,
         );
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config)?;

@@ -1,6 +1,7 @@
 //! `cargo xtask`: jitgate's multi-step flows (machine setup, builds, the full test run, the
 //! demo). `main` only parses arguments and dispatches to one module per command.
 
+mod bench;
 mod bpf_linker;
 mod build;
 mod demo;
@@ -39,6 +40,8 @@ enum Task {
     },
     /// Run the end-to-end demo.
     Demo,
+    /// Benchmark direct vs agent vs PgBouncer with pgbench; record in docs/benchmarks.md.
+    Bench(bench::Options),
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Task::Build { release } => build::run(release),
         Task::Test { require_root } => test::run(require_root),
         Task::Demo => demo::command(),
+        Task::Bench(options) => bench::command(options),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
