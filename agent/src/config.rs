@@ -36,6 +36,7 @@ use thiserror::Error;
 
 use crate::masking::MaskStrategy;
 use crate::policy::StatementKind;
+use crate::tls::upstream::UpstreamTlsMode;
 
 /// Errors reading the configuration.
 #[derive(Debug, Error)]
@@ -106,6 +107,11 @@ pub struct AgentSection {
     /// Largest accepted protocol message, bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: u32,
+    /// Directory of the local CA (`ca.crt`, `ca.key`; `jitgate-agent ca init`). When set, clients
+    /// asking for TLS get it, with a certificate for the protected destination's names; when
+    /// absent, SSLRequest is answered 'N'.
+    #[serde(default)]
+    pub tls_ca_dir: Option<PathBuf>,
 }
 
 fn default_pin_dir() -> PathBuf {
@@ -147,6 +153,24 @@ pub struct TargetConfig {
     /// Columns masked in results.
     #[serde(default)]
     pub masks: Vec<MaskConfig>,
+    /// TLS to the server: `disable`, `prefer` (default), `require`, `verify-full`.
+    #[serde(default)]
+    pub upstream_tls: UpstreamTlsMode,
+    /// CA certificates (PEM) that sign the server's certificate, for `verify-full`; default the
+    /// public web roots.
+    #[serde(default)]
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+impl TargetConfig {
+    /// The host part of `address` (brackets of an IPv6 literal removed).
+    pub fn host(&self) -> &str {
+        let host = match self.address.rfind(':') {
+            Some(i) if !self.address.ends_with(']') => &self.address[..i],
+            _ => &self.address,
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
 }
 
 impl TargetConfig {

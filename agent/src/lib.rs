@@ -11,3 +11,4 @@ pub mod pgwire;
 pub mod policy;
 pub mod proxy;
 pub mod run;
+pub mod tls;

@@ -20,6 +20,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Create the runner's local CA (`ca.crt`, root-only `ca.key`) for client-side TLS.
+    CaInit {
+        /// Directory to create it in.
+        #[arg(long, default_value = "/etc/jitgate/ca")]
+        dir: PathBuf,
+    },
     /// Detach the kernel programs and remove their pins (protected connects then go direct).
     Unload {
         /// Pin directory on bpffs.
@@ -42,5 +48,10 @@ fn main() -> anyhow::Result<()> {
             .build()?
             .block_on(jitgate_agent::run::run(&config)),
         Command::Unload { pin_dir } => Ok(jitgate_agent::bpf::unload(&pin_dir)?),
+        Command::CaInit { dir } => {
+            let cert = jitgate_agent::tls::ca::LocalCa::create(&dir, "jitgate runner CA")?;
+            println!("created {}", cert.display());
+            Ok(())
+        }
     }
 }

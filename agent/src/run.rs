@@ -16,10 +16,21 @@ use crate::bpf::{RedirectConfig, Redirector};
 use crate::config::Config;
 use crate::identity::Validator;
 use crate::policy::{Analyzer, Policy};
+use crate::proxy::upstream::UpstreamTls;
 use crate::proxy::{Context, Target};
+use crate::tls::{self, ca, ca::LocalCa, upstream::UpstreamTlsMode};
+use rustls::pki_types::ServerName;
 
-/// Resolves every target's address (hostnames through the system resolver).
+/// Resolves every target's address (hostnames through the system resolver) and prepares its TLS
+/// on both sides.
 fn resolve_targets(config: &Config) -> anyhow::Result<Vec<Target>> {
+    let ca = match &config.agent.tls_ca_dir {
+        Some(dir) => Some(
+            LocalCa::load(&dir.join(ca::CA_CERT_FILE), &dir.join(ca::CA_KEY_FILE))
+                .with_context(|| format!("loading the local CA from {}", dir.display()))?,
+        ),
+        None => None,
+    };
     config
         .targets
         .iter()
@@ -36,10 +47,29 @@ fn resolve_targets(config: &Config) -> anyhow::Result<Vec<Target>> {
                     t.address
                 );
             }
+            let mut names = vec![t.host().to_owned()];
+            names.extend(addrs.iter().map(|a| a.ip().to_string()));
+            let client_tls = match &ca {
+                Some(ca) => Some(tls::server::config_for(ca, &names)?),
+                None => None,
+            };
+            let upstream_tls =
+                tls::upstream::client_config(t.upstream_tls, t.upstream_ca_file.as_deref())?
+                    .map(|config| -> anyhow::Result<UpstreamTls> {
+                        Ok(UpstreamTls {
+                            config,
+                            server_name: ServerName::try_from(t.host().to_owned())
+                                .with_context(|| format!("target {} host {}", t.name, t.host()))?,
+                            optional: t.upstream_tls == UpstreamTlsMode::Prefer,
+                        })
+                    })
+                    .transpose()?;
             Ok(Target {
                 config: t.clone(),
                 addrs: with_local_aliases(addrs),
                 password: t.password()?,
+                client_tls,
+                upstream_tls,
             })
         })
         .collect()

@@ -4,6 +4,7 @@
 //! expected responses in [`pending`]). [`listener`] accepts connections.
 
 pub mod listener;
+pub mod negotiate;
 pub mod pending;
 pub mod session;
 pub mod startup;
@@ -66,7 +67,7 @@ pub enum ProxyError {
 }
 
 /// A protected target with its addresses resolved and credential loaded.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     /// Its configuration.
     pub config: TargetConfig,
@@ -74,6 +75,10 @@ pub struct Target {
     pub addrs: Vec<SocketAddr>,
     /// Upstream password.
     pub password: String,
+    /// TLS for clients of this target (certificate for its names), when a local CA is set.
+    pub client_tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS to the server, unless the target disables it.
+    pub upstream_tls: Option<upstream::UpstreamTls>,
 }
 
 /// Everything a session needs, shared by all sessions.

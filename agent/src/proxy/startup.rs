@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use futures::StreamExt as _;
 use jitgate_common::ConnInfo;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::FramedRead;
 use tracing::Instrument as _;
 
+use super::negotiate::{BoxWrite, Negotiated, negotiate};
 use super::session::{Client, Session};
 use super::upstream::{self, Login};
 use super::{Context, ProxyError, Target};
@@ -27,7 +26,7 @@ use crate::audit::SessionAudit;
 use crate::bpf::SockAddrExt as _;
 use crate::identity::{WorkloadIdentity, process};
 use crate::masking::{MaskCatalog, catalog::resolve_query};
-use crate::pgwire::codec::{StartupCodec, StartupFrame, TaggedCodec, codes};
+use crate::pgwire::codec::{TaggedCodec, codes};
 use crate::pgwire::frontend::StartupMessage;
 use crate::pgwire::write::{self, Severity};
 use crate::policy::integrity;
@@ -70,7 +69,7 @@ fn process_record(info: &ConnInfo) -> pb::Process {
 }
 
 async fn refuse(
-    writer: &mut OwnedWriteHalf,
+    writer: &mut BoxWrite,
     audit: &mut SessionAudit,
     info: Option<&ConnInfo>,
     refusal: Refusal,
@@ -97,30 +96,6 @@ async fn refuse(
     }));
 }
 
-/// Reads startup-phase messages until a StartupMessage, answering encryption requests 'N'.
-async fn read_startup(
-    reader: &mut FramedRead<tokio::net::tcp::OwnedReadHalf, StartupCodec>,
-    writer: &mut OwnedWriteHalf,
-) -> Result<StartupFrame, ProxyError> {
-    let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        let frame = match tokio::time::timeout_at(deadline, reader.next()).await {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(e))) => return Err(ProxyError::Client(e)),
-            Ok(None) | Err(_) => return Err(ProxyError::Client(crate::pgwire::WireError::Closed)),
-        };
-        match frame.code {
-            codes::SSL_REQUEST | codes::GSSENC_REQUEST => {
-                writer
-                    .write_all(&[write::ENCRYPTION_REFUSED])
-                    .await
-                    .map_err(|e| ProxyError::Client(e.into()))?;
-            }
-            _ => return Ok(frame),
-        }
-    }
-}
-
 async fn serve_inner(
     ctx: &Context,
     stream: TcpStream,
@@ -129,9 +104,20 @@ async fn serve_inner(
 ) -> Result<(), ProxyError> {
     let _ = stream.set_nodelay(true);
     let info = ctx.redirector.lookup(peer).map_err(ProxyError::Lookup)?;
-    let (rd, mut writer) = stream.into_split();
-    let mut reader = FramedRead::new(rd, StartupCodec);
-    let first = read_startup(&mut reader, &mut writer).await?;
+    let target = info
+        .as_ref()
+        .and_then(|i| i.original.to_std().ok())
+        .and_then(|original| ctx.target_for(original));
+    let client_tls = target.and_then(|t| t.client_tls.clone());
+    let negotiated = tokio::time::timeout(STARTUP_TIMEOUT, negotiate(stream, client_tls))
+        .await
+        .map_err(|_| ProxyError::Client(crate::pgwire::WireError::Closed))??;
+    let Negotiated {
+        first,
+        reader,
+        mut writer,
+        tls: _,
+    } = negotiated;
 
     let Some(info) = info else {
         let refusal = Refusal {
@@ -173,7 +159,7 @@ async fn serve_inner(
     }
     let startup = StartupMessage::decode(&first.body).map_err(ProxyError::Client)?;
 
-    let Some(target) = ctx.target_for(original) else {
+    let Some(target) = target else {
         let refusal = Refusal {
             sqlstate: "08004".into(),
             message: format!("jitgate: {original} is protected but no target is configured for it"),
@@ -270,7 +256,7 @@ async fn serve_inner(
 
     let max = ctx.max_message;
     let mut client = Client {
-        reader: reader.map_decoder(|_| TaggedCodec::new(max)),
+        reader: FramedRead::new(reader, TaggedCodec::new(max)),
         writer,
     };
     let status = upstream.status;
@@ -377,6 +363,7 @@ async fn connect_upstream(
         user: &target.config.upstream_user,
         password: &target.password,
         params,
+        tls: target.upstream_tls.clone(),
     };
     upstream::connect(login, ctx.max_message).await
 }

@@ -10,7 +10,10 @@ use bytes::BytesMut;
 use futures::StreamExt as _;
 use postgres_protocol::authentication::sasl::{self, ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
-use tokio::io::AsyncWriteExt as _;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 
@@ -20,16 +23,17 @@ use crate::pgwire::codec::{Frame, TaggedCodec};
 use crate::pgwire::read::Reader;
 
 use super::ProxyError;
+use super::negotiate::{BoxRead, BoxWrite};
 
-/// Frames read from the upstream socket.
-pub type UpstreamRead = FramedRead<tokio::net::tcp::OwnedReadHalf, TaggedCodec>;
+/// Frames read from the upstream connection (plain TCP or TLS).
+pub type UpstreamRead = FramedRead<BoxRead, TaggedCodec>;
 
 /// An authenticated upstream connection, ready for queries.
 pub struct Upstream {
     /// Frames from the server.
     pub reader: UpstreamRead,
-    /// The socket's write half.
-    pub writer: tokio::net::tcp::OwnedWriteHalf,
+    /// The connection's write half.
+    pub writer: BoxWrite,
     /// ParameterStatus, BackendKeyData and NoticeResponse frames received during startup, in
     /// order, for the client.
     pub startup_frames: Vec<Frame>,
@@ -47,6 +51,19 @@ pub struct Login<'a> {
     pub password: &'a str,
     /// Other StartupMessage parameters (database, application_name, options, …).
     pub params: Vec<(&'a str, &'a str)>,
+    /// TLS to the server, when the target wants it.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How to encrypt the upstream connection.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// rustls client configuration (verification per the target's mode).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name the server's certificate must carry (`verify-full`).
+    pub server_name: ServerName<'static>,
+    /// Whether a server that refuses TLS may be used in clear (`prefer`).
+    pub optional: bool,
 }
 
 /// Authentication request codes (PostgreSQL docs 55.7, Authentication*).
@@ -67,10 +84,7 @@ async fn next(reader: &mut UpstreamRead) -> Result<Frame, ProxyError> {
     }
 }
 
-async fn send(
-    writer: &mut tokio::net::tcp::OwnedWriteHalf,
-    buf: BytesMut,
-) -> Result<(), ProxyError> {
+async fn send(writer: &mut BoxWrite, buf: BytesMut) -> Result<(), ProxyError> {
     writer
         .write_all(&buf)
         .await
@@ -91,8 +105,14 @@ pub async fn connect(login: Login<'_>, max_message: u32) -> Result<Upstream, Pro
                 source,
             })?;
     stream.set_nodelay(true).map_err(io_err)?;
-    let (rd, mut writer) = stream.into_split();
-    let mut reader = FramedRead::new(rd, TaggedCodec::new(max_message));
+    let (reader, mut writer, binding): (BoxRead, BoxWrite, Option<Vec<u8>>) = match &login.tls {
+        None => {
+            let (r, w) = stream.into_split();
+            (Box::new(r), Box::new(w), None)
+        }
+        Some(tls) => start_tls(stream, tls).await?,
+    };
+    let mut reader = FramedRead::new(reader, TaggedCodec::new(max_message));
 
     let mut buf = BytesMut::new();
     let mut params = vec![("user", login.user)];
@@ -133,18 +153,28 @@ pub async fn connect(login: Login<'_>, max_message: u32) -> Result<Upstream, Pro
                             }
                             offered.push(m.to_owned());
                         }
-                        if !offered.iter().any(|m| m == sasl::SCRAM_SHA_256) {
+                        let plus = offered.iter().any(|m| m == sasl::SCRAM_SHA_256_PLUS);
+                        let (mechanism, channel_binding) = match (&binding, plus) {
+                            // Over TLS with a server that can bind: tie the SCRAM exchange to
+                            // this TLS session (RFC 5802 §6, PostgreSQL docs 55.3.1).
+                            (Some(hash), true) => (
+                                sasl::SCRAM_SHA_256_PLUS,
+                                ChannelBinding::tls_server_end_point(hash.clone()),
+                            ),
+                            (Some(_), false) => {
+                                (sasl::SCRAM_SHA_256, ChannelBinding::unrequested())
+                            }
+                            (None, _) => (sasl::SCRAM_SHA_256, ChannelBinding::unsupported()),
+                        };
+                        if !offered.iter().any(|m| m == mechanism) {
                             return Err(ProxyError::UpstreamAuth {
                                 detail: format!(
                                     "server offers SASL {offered:?}, need SCRAM-SHA-256"
                                 ),
                             });
                         }
-                        let s = ScramSha256::new(
-                            login.password.as_bytes(),
-                            ChannelBinding::unsupported(),
-                        );
-                        frontend::sasl_initial_response(sasl::SCRAM_SHA_256, s.message(), &mut out)
+                        let s = ScramSha256::new(login.password.as_bytes(), channel_binding);
+                        frontend::sasl_initial_response(mechanism, s.message(), &mut out)
                             .map_err(io_err)?;
                         scram = Some(s);
                     }
@@ -215,6 +245,52 @@ fn refused(frame: &Frame) -> ProxyError {
         Ok(fields) => ProxyError::UpstreamRefused { fields },
         Err(e) => ProxyError::Upstream(e),
     }
+}
+
+/// Asks the server for TLS (SSLRequest) and performs the handshake; returns the halves and the
+/// `tls-server-end-point` channel binding data. A server answering 'N' is used in clear only
+/// when TLS is optional.
+async fn start_tls(
+    mut stream: TcpStream,
+    tls: &UpstreamTls,
+) -> Result<(BoxRead, BoxWrite, Option<Vec<u8>>), ProxyError> {
+    let mut request = BytesMut::new();
+    frontend::ssl_request(&mut request);
+    stream.write_all(&request).await.map_err(io_err)?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await.map_err(io_err)?;
+    match answer[0] {
+        b'S' => {}
+        b'N' if tls.optional => {
+            let (r, w) = stream.into_split();
+            return Ok((Box::new(r), Box::new(w), None));
+        }
+        b'N' => {
+            return Err(ProxyError::UpstreamAuth {
+                detail: "the server does not accept TLS, which this target requires".into(),
+            });
+        }
+        other => {
+            return Err(ProxyError::UpstreamAuth {
+                detail: format!("unexpected answer {other:#04x} to SSLRequest"),
+            });
+        }
+    }
+    let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+    let stream = connector
+        .connect(tls.server_name.clone(), stream)
+        .await
+        .map_err(|e| ProxyError::UpstreamAuth {
+            detail: format!("TLS handshake with the server failed: {e}"),
+        })?;
+    let binding = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(crate::tls::upstream::server_end_point);
+    let (r, w) = tokio::io::split(stream);
+    Ok((Box::new(r), Box::new(w), binding))
 }
 
 /// Runs one simple query on the upstream connection before the client is attached, returning

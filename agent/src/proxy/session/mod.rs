@@ -17,9 +17,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures::{FutureExt as _, StreamExt as _};
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::FramedRead;
 
+use super::negotiate::{BoxRead, BoxWrite};
 use super::pending::{Execution, Pending, Portal, PreparedStatement};
 use super::{Context, ProxyError};
 use crate::audit::SessionAudit;
@@ -80,12 +80,12 @@ pub struct Session<'a> {
     pub statements_denied: u64,
 }
 
-/// The client connection after startup.
+/// The client connection after startup (plain TCP or TLS).
 pub struct Client {
     /// Frames from the client.
-    pub reader: FramedRead<tokio::net::tcp::OwnedReadHalf, TaggedCodec>,
+    pub reader: FramedRead<BoxRead, TaggedCodec>,
     /// Its write half.
-    pub writer: OwnedWriteHalf,
+    pub writer: BoxWrite,
 }
 
 impl<'a> Session<'a> {
