@@ -284,7 +284,18 @@ async fn serve_inner(
         Ok(end) => end.as_str().to_owned(),
         Err(e) => e.to_string(),
     };
-    session.record_unfinished();
+    if session.record_unfinished() > 0 {
+        // The client is gone mid-query: stop the server's work (PostgreSQL docs 55.2.7) rather
+        // than let it run to the end unobserved.
+        if let Some(key) = upstream
+            .startup_frames
+            .iter()
+            .find(|f| f.tag == crate::pgwire::backend::BACKEND_KEY_DATA_TAG)
+            && let Err(e) = upstream::forward_cancel(original, &key.body).await
+        {
+            tracing::warn!(error = %e, "could not cancel the unfinished query upstream");
+        }
+    }
     let (seen, denied) = (session.statements_seen, session.statements_denied);
     session
         .audit_mut()

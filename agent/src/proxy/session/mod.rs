@@ -121,15 +121,19 @@ impl<'a> Session<'a> {
     /// Records every statement still waiting for the server's answer when the session ended
     /// (the client disconnected mid-query, the server went away): it may have run, so the trail
     /// must show it.
-    pub fn record_unfinished(&mut self) {
+    /// Returns how many there were.
+    pub fn record_unfinished(&mut self) -> usize {
         let pending = std::mem::take(&mut self.pending);
+        let mut unfinished = 0;
         for entry in pending {
             if let Pending::Query(mut exec) | Pending::Execute(mut exec) = entry {
                 exec.tags
                     .push("(unfinished: the session ended before the server answered)".into());
                 self.record_statement(&exec);
+                unfinished += 1;
             }
         }
+        unfinished
     }
 
     /// Relays until either side ends the session.
