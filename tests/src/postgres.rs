@@ -182,6 +182,45 @@ impl PgServer {
         Ok(())
     }
 
+    /// Turns on TLS with a fresh self-signed certificate for `127.0.0.1` (RSA 2048, made with
+    /// `openssl`), owned by the server's OS user, and reloads.
+    pub fn enable_tls(&self) -> anyhow::Result<()> {
+        let data = self.data_dir();
+        let status = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(data.join("server.key"))
+            .arg("-out")
+            .arg(data.join("server.crt"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running openssl")?;
+        ensure!(status.success(), "openssl req failed: {status}");
+        let status = Command::new("chown")
+            .arg(format!("{PG_OS_USER}:{PG_OS_USER}"))
+            .arg(data.join("server.key"))
+            .arg(data.join("server.crt"))
+            .status()
+            .context("chown")?;
+        ensure!(status.success(), "chown failed: {status}");
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+        self.psql_superuser("ALTER SYSTEM SET ssl = on;")?;
+        self.reload()
+    }
+
     /// Re-reads pg_hba.conf and postgresql.conf (`pg_reload_conf()`), then gives the postmaster
     /// a moment to process the SIGHUP before new connections arrive.
     pub fn reload(&self) -> anyhow::Result<()> {

@@ -76,6 +76,10 @@ pub struct StackOptions {
     /// SQL run as the superuser in the shop database once the upstream role exists and owns the
     /// shop tables, before the agent starts (e.g. extra tables for benchmarks); none by default.
     pub setup_sql: Option<String>,
+    /// The target's `upstream_tls` mode (`prefer` by default).
+    pub upstream_tls: String,
+    /// Whether the server accepts TLS (a self-signed certificate for 127.0.0.1); off by default.
+    pub server_tls: bool,
 }
 
 impl Default for StackOptions {
@@ -84,6 +88,8 @@ impl Default for StackOptions {
             auth: PasswordAuth::Scram,
             masks: DEFAULT_MASKS.map(str::to_owned).to_vec(),
             setup_sql: None,
+            upstream_tls: "prefer".into(),
+            server_tls: false,
         }
     }
 }
@@ -119,6 +125,7 @@ runner_cgroup = "{cgroup}"
 bpf_pin_dir = "{pins}"
 collector = "{collector}"
 host_name = "runner-1"
+tls_ca_dir = "{ca}"
 
 [[issuers]]
 issuer = "{issuer}"
@@ -130,6 +137,7 @@ name = "shop"
 address = "127.0.0.1:{pg_port}"
 upstream_user = "{CI_ROLE}"
 upstream_password_file = "{password}"
+upstream_tls = "prefer"
 masks = [
 {masks}]
 
@@ -143,6 +151,7 @@ reason = "schema changes go through the migration pipeline"
         pins = pin_dir.display(),
         jwks = stack_dir.join("jwks.json").display(),
         password = stack_dir.join("upstream.password").display(),
+        ca = stack_dir.join("ca").display(),
     )
 }
 
@@ -174,11 +183,16 @@ impl Stack {
             auth,
             masks,
             setup_sql,
+            upstream_tls,
+            server_tls,
         } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
             .tempdir()?;
         let pg = PgServer::start()?;
+        if server_tls {
+            pg.enable_tls()?;
+        }
         pg.load_shop_dataset(SHOP_DB)?;
         let password = format!("ci-{}", uuid_like());
         pg.create_role(CI_ROLE, &password, auth)?;
@@ -221,8 +235,20 @@ impl Stack {
             &collector.url(),
             &masks,
         );
+        let config = config.replace(
+            "upstream_tls = \"prefer\"",
+            &format!("upstream_tls = \"{upstream_tls}\""),
+        );
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config)?;
+        // The runner's local CA, made by the agent's own command as an operator would.
+        let status = std::process::Command::new(&bins.agent)
+            .args(["ca-init", "--dir"])
+            .arg(dir.path().join("ca"))
+            .stdout(Stdio::null())
+            .status()
+            .context("running jitgate-agent ca init")?;
+        anyhow::ensure!(status.success(), "jitgate-agent ca init failed: {status}");
         let agent = AgentGuard::start(
             &bins.agent,
             &config_path,
@@ -294,6 +320,15 @@ impl Stack {
         command
             .output()
             .context("running psql in the runner cgroup")
+    }
+
+    /// The upstream role's password, for clients that connect directly (outside the runner
+    /// cgroup) to compare with what the agent does; the agent's own copy is `upstream.password`.
+    pub fn upstream_password(&self) -> anyhow::Result<String> {
+        let path = self.dir.path().join("upstream.password");
+        let password = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(password.trim().to_owned())
     }
 
     /// Runs the `jitgate` CLI against the stack's collector.

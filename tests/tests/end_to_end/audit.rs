@@ -1,9 +1,9 @@
-//! The audit trail for sessions cut short.
+//! Sessions cut short: the orphaned query is cancelled upstream and still audited.
 
 use super::support::*;
 
 #[test]
-fn a_statement_cut_off_by_a_killed_client_is_still_audited() {
+fn a_statement_cut_off_by_a_killed_client_is_cancelled_upstream_and_audited() {
     let Some(stack) = stack() else { return };
     let mut command = stack.psql_command(true);
     command
@@ -14,6 +14,20 @@ fn a_statement_cut_off_by_a_killed_client_is_still_audited() {
     std::thread::sleep(Duration::from_millis(1500));
     child.kill().expect("kill psql");
     child.wait().expect("reaped");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !stack
+        .pg
+        .server_log()
+        .contains("canceling statement due to user request")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned query was not cancelled; agent log:\n{}\nserver log:\n{}",
+            stack.agent.log(),
+            stack.pg.server_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let events = events_with(&stack, "'cut off'");
     let stmt = events
         .iter()

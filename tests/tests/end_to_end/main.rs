@@ -9,3 +9,4 @@ mod identity;
 mod masking;
 mod policy;
 mod support;
+mod tls;

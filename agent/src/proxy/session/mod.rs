@@ -202,6 +202,10 @@ impl<'a> Session<'a> {
     ) -> Result<Flow, ProxyError> {
         match frame {
             None => Ok(Flow::Stop(End::ClientDisconnected)),
+            // A TLS client that vanishes without close_notify (killed) simply disconnected.
+            Some(Err(WireError::Io(e))) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Ok(Flow::Stop(End::ClientDisconnected))
+            }
             Some(Err(e)) => Err(ProxyError::Client(e)),
             Some(Ok(frame)) => self.on_client(frame),
         }
