@@ -9,5 +9,6 @@ pub mod issuer;
 pub mod pgbouncer;
 pub mod postgres;
 pub mod process;
+pub mod python;
 pub mod shop;
 pub mod stack;
