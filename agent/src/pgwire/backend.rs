@@ -253,6 +253,18 @@ mod tests {
     }
 
     #[test]
+    fn negotiate_protocol_version_lists_unrecognised_options() {
+        let mut out = BytesMut::new();
+        write::negotiate_protocol_version(&mut out, 0, &["_pq_.compression"]);
+        assert_eq!(out[0], NEGOTIATE_PROTOCOL_VERSION_TAG);
+        let body = Bytes::copy_from_slice(&out[5..]);
+        let mut r = Reader::new(&body, "NegotiateProtocolVersion");
+        assert_eq!(r.u32().expect("version"), 196_608);
+        assert_eq!(r.u32().expect("count"), 1);
+        assert_eq!(r.cstr().expect("option"), "_pq_.compression");
+    }
+
+    #[test]
     fn ready_for_query_status() {
         assert_eq!(
             TransactionStatus::parse(&Bytes::from_static(b"T")).expect("valid"),

@@ -5,7 +5,8 @@
 use bytes::{BufMut, BytesMut};
 
 use super::backend::{
-    AUTHENTICATION_TAG, DATA_ROW_TAG, ERROR_RESPONSE_TAG, READY_FOR_QUERY_TAG, TransactionStatus,
+    AUTHENTICATION_TAG, DATA_ROW_TAG, ERROR_RESPONSE_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG,
+    READY_FOR_QUERY_TAG, TransactionStatus,
 };
 
 /// Starts a tagged message; returns the offset of its length word for [`finish`].
@@ -75,6 +76,19 @@ fn put_field(out: &mut BytesMut, code: u8, value: &str) {
 pub fn ready_for_query(out: &mut BytesMut, status: TransactionStatus) {
     let at = start(out, READY_FOR_QUERY_TAG);
     out.put_u8(status.byte());
+    finish(out, at);
+}
+
+/// NegotiateProtocolVersion: the newest minor version of protocol 3 supported and the protocol
+/// options (`_pq_.*`) not recognised.
+pub fn negotiate_protocol_version(out: &mut BytesMut, minor: u32, unrecognized: &[&str]) {
+    let at = start(out, NEGOTIATE_PROTOCOL_VERSION_TAG);
+    out.put_u32((3 << 16) | minor);
+    out.put_u32(u32::try_from(unrecognized.len()).unwrap_or(u32::MAX));
+    for option in unrecognized {
+        out.extend(option.bytes().filter(|&b| b != 0));
+        out.put_u8(0);
+    }
     finish(out, at);
 }
 

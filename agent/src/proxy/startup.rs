@@ -158,6 +158,23 @@ async fn serve_inner(
         return Ok(());
     }
     let startup = StartupMessage::decode(&first.body).map_err(ProxyError::Client)?;
+    if let Some(mode) = startup.get("replication")
+        && !matches!(
+            mode.to_ascii_lowercase().as_str(),
+            "false" | "off" | "no" | "0"
+        )
+    {
+        let refusal = Refusal {
+            sqlstate: "0A000".into(),
+            message: format!(
+                "jitgate: replication connections (replication={mode}) are not supported: \
+                 jitgate decides statements of regular sessions only"
+            ),
+            hint: None,
+        };
+        refuse(&mut writer, audit, Some(&info), refusal).await;
+        return Ok(());
+    }
 
     let Some(target) = target else {
         let refusal = Refusal {
@@ -233,6 +250,17 @@ async fn serve_inner(
     };
 
     let mut hello = BytesMut::new();
+    // A client asking for a newer minor version or protocol options (`_pq_.*`) is told what is
+    // spoken: 3.0, none of the options (PostgreSQL docs 55.2.1, NegotiateProtocolVersion).
+    let options: Vec<&str> = startup
+        .params
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("_pq_."))
+        .collect();
+    if first.code & 0xffff != 0 || !options.is_empty() {
+        write::negotiate_protocol_version(&mut hello, 0, &options);
+    }
     write::authentication_ok(&mut hello);
     for frame in &upstream.startup_frames {
         frame.write_to(&mut hello);
@@ -361,7 +389,9 @@ async fn connect_upstream(
     let mut params: Vec<(&str, &str)> = startup
         .params
         .iter()
-        .filter(|(k, _)| k != "user" && k != "replication" && !integrity::is_pinned(k))
+        .filter(|(k, _)| {
+            k != "user" && k != "replication" && !k.starts_with("_pq_.") && !integrity::is_pinned(k)
+        })
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     if startup.get("database").is_none() {

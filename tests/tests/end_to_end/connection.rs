@@ -83,3 +83,23 @@ fn upstream_md5_authentication_works() {
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(text(&out.stdout).trim(), "jitgate_ci");
 }
+
+#[test]
+fn replication_connections_are_refused_clearly() {
+    let Some(stack) = stack() else { return };
+    let dsn = format!(
+        "host=127.0.0.1 port={} dbname=shop replication=database",
+        stack.pg.port()
+    );
+    let out = stack
+        .job("psql", true)
+        .args(["-X", "-w", &dsn, "-c", "IDENTIFY_SYSTEM"])
+        .output()
+        .expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("replication connections"),
+        "{}",
+        describe(&out)
+    );
+}
