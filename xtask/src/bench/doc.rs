@@ -16,8 +16,8 @@ appended by the command itself; the text under a section's table was written by 
 
 ## What runs
 
-One command starts, on this machine: PostgreSQL 15 (the test harness's server: `fsync = off`,
-`log_statement = 'all'`), the collector, the agent in release build with **policy** (the stack's
+One command starts, on this machine: PostgreSQL 15 (the test harness's server, `fsync = off`;
+the bench turns its `log_statement = 'all'` off), the collector, the agent in release build with **policy** (the stack's
 deny rule for DDL and TRUNCATE is evaluated on every statement), **masking on one column**
 (`bench_wide.email`, partial, first character kept) and **audit** to the real collector (one
 event per statement, acknowledged), and two PgBouncer 1.18 instances in session mode
@@ -36,7 +36,7 @@ pgbench clients, `-n`, `PGSSLMODE=disable`:
 Workloads: `select` is pgbench's select-only transaction as a custom script
 (`SELECT abalance FROM bench_accounts WHERE aid = :aid`, 100k rows) in `-M simple` and
 `-M extended` at 1 and 8 clients (`-j` 1 and 2); `wide` reads all of `bench_wide` (10k rows × six
-columns in text format, about 1 MB of DataRow messages per query, masked column included) at 1
+columns in text format, about 1.6 MB of DataRow messages per query, masked column included) at 1
 client; `connect -C` is the select transaction with a new connection per transaction, compared with
 the single-use PgBouncer (the pooled one is shown as well).
 

@@ -100,6 +100,12 @@ pub fn run(bins: &Binaries, options: &Options) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", password_file.display()))?
         .trim()
         .to_owned();
+    // The harness logs every statement for the tests' assertions; a benchmark should not pay
+    // for that on every path.
+    stack
+        .pg
+        .psql_superuser("ALTER SYSTEM SET log_statement = 'none';")?;
+    stack.pg.reload()?;
     let verifier = stack.pg.psql_superuser(&format!(
         "SELECT rolpassword FROM pg_authid WHERE rolname = '{CI_ROLE}';"
     ))?;
