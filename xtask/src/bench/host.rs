@@ -1,7 +1,7 @@
 //! The machine under the benchmark: pinning already running processes to a CPU with
 //! `taskset -a -p` (every thread; children forked later inherit the mask, so pinning the
 //! postmaster pins every backend it starts afterwards), and the facts recorded with the figures
-//! (`nproc`, `uname`, CPU model, load average, clock ticks).
+//! (`nproc`, `uname`, CPU model, load average, the commit built).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -71,8 +71,21 @@ pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// One markdown bullet list of machine facts: CPUs, kernel, CPU model, load average.
-pub fn facts() -> String {
+/// One markdown bullet list of machine facts: CPUs, kernel, CPU model, load average, and the
+/// commit of `workspace` the binaries were built from (noting uncommitted agent changes).
+pub fn facts(workspace: &Path) -> String {
+    let root = workspace.display().to_string();
+    let commit = command_line("git", &["-C", &root, "rev-parse", "--short", "HEAD"]);
+    let dirty = Command::new("git")
+        .args(["-C", &root, "status", "--porcelain", "--"])
+        .args(["agent", "common", "ebpf"])
+        .output()
+        .is_ok_and(|o| o.status.success() && !o.stdout.is_empty());
+    let commit = if dirty {
+        format!("{commit} plus uncommitted changes under agent/, common/ or ebpf/")
+    } else {
+        commit
+    };
     let uname = command_line("uname", &["-srvm"]);
     let nproc = command_line("nproc", &[]);
     let model = std::fs::read_to_string("/proc/cpuinfo")
@@ -87,7 +100,7 @@ pub fn facts() -> String {
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     format!(
         "- `nproc`: {nproc}\n- `uname -srvm`: {uname}\n- CPU: {model}\n\
-         - load average at start (1/5/15 min): {}\n",
+         - load average at start (1/5/15 min): {}\n- built from commit {commit}\n",
         load.join(" ")
     )
 }
@@ -124,7 +137,7 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert!(kids.contains(&child.id()));
-        assert!(facts().contains("`nproc`"));
+        assert!(facts(Path::new(".")).contains("`nproc`"));
         assert!(cpus() >= 1);
         Ok(())
     }

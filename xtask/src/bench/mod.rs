@@ -83,7 +83,7 @@ pub fn command(mut options: Options) -> anyhow::Result<()> {
 
 /// Runs the benchmark against already built (release) binaries.
 pub fn run(bins: &Binaries, options: &Options) -> anyhow::Result<()> {
-    let facts = host::facts();
+    let facts = host::facts(&step::workspace_root());
     let date = host::now_utc();
     println!("starting PostgreSQL 15, the collector, the agent and two PgBouncers");
     let stack = Stack::start_with_options(
