@@ -1,0 +1,149 @@
+//! The `backend` driver: server → client bytes as the session relay reads them
+//! (`proxy/session/from_server.rs`), including the masking rewrite of every DataRow.
+//!
+//! The plan follows the stream: each RowDescription that parses replaces it with a plan that
+//! masks some of its columns (every other plain table column, cycling through the strategies,
+//! and whole-row values of a "protected" row type), as the proxy builds one from the server's
+//! description. Before the first RowDescription a fixed plan over a synthetic description
+//! applies, so single DataRow seeds exercise the rewrite too.
+
+use std::hint::black_box;
+
+use bytes::{Bytes, BytesMut};
+use jitgate_agent::config::MaskConfig;
+use jitgate_agent::masking::{MaskCatalog, MaskPlan, MaskStrategy};
+use jitgate_agent::pgwire::backend::{
+    ErrorFields, FieldDescription, ROW_DESCRIPTION_TAG, TransactionStatus, parse_command_complete,
+    parse_data_row, parse_parameter_status, parse_row_description,
+};
+use jitgate_agent::pgwire::codec::TaggedCodec;
+use tokio_util::codec::Decoder;
+
+use crate::{MAX_FRAME, round_trip};
+
+/// Textual type OIDs (text, varchar) and a non-textual one (int4) for the synthetic plan.
+const TEXT: u32 = 25;
+const VARCHAR: u32 = 1043;
+const INT4: u32 = 23;
+/// Row type treated as a protected table's in every plan.
+const PROTECTED_ROWTYPE: u32 = 16_390;
+
+/// Decodes `data` as a server's byte stream; runs every backend parser on every frame and the
+/// current masking plan on every body.
+pub fn backend(data: &[u8]) {
+    let mut buf = BytesMut::from(data);
+    let start = buf.clone().freeze();
+    let mut offset = 0;
+    let mut codec = TaggedCodec::new(MAX_FRAME);
+    let mut plan = MaskPlan::new(&catalog_for(&synthetic_fields()), &synthetic_fields());
+    while let Ok(Some(frame)) = codec.decode(&mut buf) {
+        round_trip(&frame, &start[offset..]);
+        offset += frame.wire_len();
+        if let Ok(fields) = parse_row_description(&frame.body) {
+            if frame.tag == ROW_DESCRIPTION_TAG {
+                plan = MaskPlan::new(&catalog_for(&fields), &fields);
+            }
+            black_box(fields);
+        }
+        message_bodies(&frame.body);
+        mask(&plan, &frame.body);
+    }
+}
+
+/// Every backend parser on one body, whatever its tag.
+fn message_bodies(body: &Bytes) {
+    if let Ok(status) = TransactionStatus::parse(body) {
+        assert_eq!(Some(&status.byte()), body.first());
+    }
+    if let Ok(values) = parse_data_row(body) {
+        let bytes: usize = values.iter().flatten().map(|v| v.len()).sum();
+        assert!(2 + 4 * values.len() + bytes <= body.len());
+    }
+    for message in ["ErrorResponse", "NoticeResponse"] {
+        if let Ok(fields) = ErrorFields::parse(body, message) {
+            black_box((fields.sqlstate(), fields.message(), fields.get(b'D')));
+        }
+    }
+    if let Ok((name, value)) = parse_parameter_status(body) {
+        assert!(name.len() + value.len() + 2 <= body.len());
+    }
+    if let Ok(tag) = parse_command_complete(body) {
+        assert!(tag.len() < body.len());
+    }
+}
+
+/// Applies `plan` to `body`; a rewritten row must be a well-formed DataRow with the same
+/// number of values, and no more replacements than the plan has columns.
+fn mask(plan: &MaskPlan, body: &Bytes) {
+    let Ok(Some((out, replaced))) = plan.apply(body) else {
+        return;
+    };
+    assert!(replaced > 0, "a rewrite that replaced nothing");
+    assert_eq!(out.first(), Some(&b'D'));
+    let declared = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+    assert_eq!(declared + 1, out.len(), "rewritten DataRow length word");
+    let new_body = Bytes::copy_from_slice(&out[5..]);
+    let before = parse_data_row(body).map(|v| v.len());
+    let after = parse_data_row(&new_body).map(|v| v.len());
+    assert_eq!(
+        before.ok(),
+        after.ok(),
+        "masking changed the number of values"
+    );
+}
+
+/// The catalog a masked database would have for `fields`: every other column that comes from a
+/// table (odd positions) is protected, with a strategy chosen by position; the protected row
+/// type is [`PROTECTED_ROWTYPE`].
+fn catalog_for(fields: &[FieldDescription]) -> MaskCatalog {
+    let masks = [MaskConfig {
+        column: "public.t.c".into(),
+        strategy: MaskStrategy::Null,
+    }];
+    let rows = [vec![
+        Some("public".to_owned()),
+        Some("t".to_owned()),
+        Some("c".to_owned()),
+        Some("1".to_owned()),
+        Some("1".to_owned()),
+        Some(PROTECTED_ROWTYPE.to_string()),
+    ]];
+    let mut catalog = MaskCatalog::from_rows(&masks, &rows);
+    for (index, field) in fields.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let strategy = match index % 6 {
+            1 => MaskStrategy::Redact { text: "***".into() },
+            3 => MaskStrategy::Partial {
+                keep_first: 1,
+                keep_last: 2,
+            },
+            _ => MaskStrategy::Null,
+        };
+        catalog.insert(field.table_oid, field.column, strategy);
+    }
+    catalog
+}
+
+/// A description of the shape the fixed plan masks: text, varchar and int columns of one table
+/// and a whole-row value of the protected row type.
+fn synthetic_fields() -> Vec<FieldDescription> {
+    [
+        TEXT,
+        VARCHAR,
+        INT4,
+        TEXT,
+        PROTECTED_ROWTYPE,
+        VARCHAR,
+        TEXT,
+        TEXT,
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(index, type_oid)| FieldDescription {
+        name: format!("c{index}"),
+        table_oid: 16_384,
+        column: i16::try_from(index + 1).unwrap_or(i16::MAX),
+        type_oid,
+        format: 0,
+    })
+    .collect()
+}
