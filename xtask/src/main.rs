@@ -5,6 +5,7 @@ mod bench;
 mod bpf_linker;
 mod build;
 mod demo;
+mod fuzz;
 mod setup;
 mod step;
 mod test;
@@ -40,6 +41,8 @@ enum Task {
     },
     /// Run the end-to-end demo.
     Demo,
+    /// Fuzz the agent's wire parsers, masking and SQL analyzer (cargo-fuzz, nightly).
+    Fuzz(fuzz::Args),
     /// Benchmark direct vs agent vs PgBouncer with pgbench; record in docs/benchmarks.md.
     Bench(bench::Options),
 }
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Task::Build { release } => build::run(release),
         Task::Test { require_root } => test::run(require_root),
         Task::Demo => demo::command(),
+        Task::Fuzz(args) => fuzz::run(args),
         Task::Bench(options) => bench::command(options),
     };
     match result {

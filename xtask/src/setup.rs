@@ -144,6 +144,7 @@ fn install(status: Status) -> anyhow::Result<()> {
             bpf_linker::install(&llvm, true)?;
         }
     }
+    crate::fuzz::install_cargo_fuzz()?;
     Ok(())
 }
 

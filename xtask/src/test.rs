@@ -2,7 +2,8 @@
 //!
 //! 1. setup, only when [`setup::check`] finds something missing;
 //! 2. `cargo fmt --check`, `cargo clippy --workspace --all-targets -- -D warnings`;
-//! 3. unit tests (`cargo test --workspace`, minus the root integration test binaries);
+//! 3. unit tests (`cargo test --workspace`, minus the root integration test binaries), then
+//!    each fuzz target for a bounded time ([`fuzz::TEST_SECONDS`]; skipped without cargo-fuzz);
 //! 4. build the binaries ([`build::binaries`]) and run the root integration tests
 //!    (`cargo test -p jitgate-tests --no-fail-fast -- --test-threads=1`) with `JITGATE_*_BIN`
 //!    pointing at them.
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::build::{self, Binaries};
-use crate::{setup, step};
+use crate::{fuzz, setup, step};
 
 /// How one step ended.
 #[derive(Debug)]
@@ -120,6 +121,13 @@ pub fn run(require_root: bool) -> anyhow::Result<()> {
             &mut step::cargo(["test", "--package", "jitgate-tests", "--lib"]),
         )
     });
+
+    match fuzz::unavailable() {
+        Some(reason) => report.skip("fuzz", reason),
+        None => {
+            report.step("fuzz", || fuzz::fuzz(&fuzz::TARGETS, fuzz::TEST_SECONDS));
+        }
+    }
 
     let bins = report.step("build binaries", || build::binaries(false));
     match bins {
