@@ -7,6 +7,12 @@
 //! NAME_SQL REAL_SQL`: prepare NAME_SQL (the driver caches its row shape), redefine the same
 //! server-side statement with SQL `DEALLOCATE`/`PREPARE` as REAL_SQL, then execute the cached
 //! statement, which now runs REAL_SQL — a client that never describes what it executes.
+//!
+//! `jitgate-pg-client --scenario NAME CONNSTR` runs one conformance scenario (see
+//! [`scenarios`]) against a libpq keyword connection string and prints its transcript.
+
+#[path = "jitgate-pg-client/scenarios.rs"]
+mod scenarios;
 
 use anyhow::Context as _;
 use tokio_postgres::types::Type;
@@ -36,6 +42,11 @@ fn cell(row: &Row, i: usize) -> String {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [flag, name, config] = &args[..]
+        && flag == "--scenario"
+    {
+        return scenarios::run(name, config).await;
+    }
     let [host, port, db, statements @ ..] = &args[..] else {
         anyhow::bail!("usage: jitgate-pg-client HOST PORT DB SQL...");
     };
