@@ -6,6 +6,7 @@ mod bpf_linker;
 mod build;
 mod demo;
 mod fuzz;
+mod python;
 mod setup;
 mod step;
 mod test;

@@ -145,6 +145,7 @@ fn install(status: Status) -> anyhow::Result<()> {
         }
     }
     crate::fuzz::install_cargo_fuzz()?;
+    crate::python::ensure()?;
     Ok(())
 }
 
