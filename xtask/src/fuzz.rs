@@ -65,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Builds every target once, then fuzzes each for `seconds`; fails on the first crash.
 pub fn fuzz(targets: &[&str], seconds: u64) -> anyhow::Result<()> {
-    step::captured("build fuzz targets", &mut cargo_fuzz(&["build"]))?;
+    step::captured("build fuzz targets", &mut cargo_fuzz("build", &[]))?;
     for target in targets {
         run_target(target, seconds)?;
     }
@@ -102,17 +102,23 @@ pub fn install_cargo_fuzz() -> anyhow::Result<()> {
     .map(|_| ())
 }
 
-/// `rustup run nightly cargo fuzz <args>` in `agent/` with the eBPF build stubbed.
+/// `rustup run nightly cargo fuzz <subcommand> --debug-assertions <args>` in `agent/` with the
+/// eBPF build stubbed. Debug assertions also turn on overflow checks, so overflow is a crash.
 ///
 /// Through rustup rather than `$CARGO`, which is the stable cargo that runs xtask; the variables
 /// cargo gave xtask itself are dropped so the fuzz crate's build sees its own.
-fn cargo_fuzz(args: &[&str]) -> Command {
+fn cargo_fuzz(subcommand: &str, args: &[&str]) -> Command {
     let mut command = Command::new("rustup");
     command
-        .args(["run", "nightly", "cargo", "fuzz"])
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "fuzz",
+            subcommand,
+            "--debug-assertions",
+        ])
         .args(args)
-        // Debug assertions and overflow checks on, so overflow is a crash too.
-        .arg("--debug-assertions")
         .current_dir(agent_dir())
         .env("JITGATE_EBPF_STUB", "1");
     for (key, _) in std::env::vars_os() {
@@ -135,7 +141,7 @@ fn run_target(target: &str, seconds: u64) -> anyhow::Result<()> {
     let seeds = fuzz_dir.join("corpus").join(target);
     let work_arg = work.display().to_string();
     let seeds_arg = seeds.display().to_string();
-    let mut command = cargo_fuzz(&["run", target, &work_arg, &seeds_arg, "--"]);
+    let mut command = cargo_fuzz("run", &[target, &work_arg, &seeds_arg, "--"]);
     command.args([
         format!("-max_total_time={seconds}"),
         "-timeout=10".into(),
@@ -173,13 +179,22 @@ fn run_target(target: &str, seconds: u64) -> anyhow::Result<()> {
 }
 
 /// libFuzzer lines worth showing: start-up, the final `DONE`, statistics and any crash report
-/// (not the per-input `NEW`/`REDUCE`/`pulse` lines, nor the recommended dictionary).
+/// (not the per-input `NEW`/`REDUCE`/`pulse` lines, new-function notes, the recommended
+/// dictionary, nor cargo's lock waits and the eBPF stub warning).
 fn is_status(line: &str) -> bool {
     let progress = ["NEW", "REDUCE", "pulse", "RELOAD"]
         .iter()
         .any(|word| line.starts_with('#') && line.contains(word));
     let dictionary = line.starts_with("######") || line.contains("# Uses:");
-    !progress && !dictionary && !line.starts_with("MS:") && !line.starts_with("INFO: Loaded")
+    let noise = [
+        "NEW_FUNC",
+        "Blocking waiting",
+        "EMPTY eBPF object",
+        "INFO: Loaded",
+    ]
+    .iter()
+    .any(|word| line.contains(word));
+    !progress && !dictionary && !noise && !line.starts_with("MS:")
 }
 
 /// Captures sessions and replaces `agent/fuzz/corpus/<target>/` with their seeds.
