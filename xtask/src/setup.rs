@@ -13,7 +13,7 @@ use crate::bpf_linker::{self, Installed, NightlyLlvm};
 use crate::step;
 
 /// Debian packages the build, the tests and the demo need.
-pub const DEBIAN_PACKAGES: [&str; 7] = [
+pub const DEBIAN_PACKAGES: [&str; 8] = [
     "postgresql-15",
     "postgresql-client-15",
     "libclang-dev",
@@ -21,6 +21,8 @@ pub const DEBIAN_PACKAGES: [&str; 7] = [
     "pgbouncer",
     "iproute2",
     "python3-venv",
+    // The TLS tests give the test server a certificate made with `openssl req`.
+    "openssl",
 ];
 
 /// What is missing on this machine.
