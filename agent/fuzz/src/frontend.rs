@@ -63,15 +63,10 @@ fn tagged(buf: &mut BytesMut) {
     let mut codec = TaggedCodec::new(MAX_FRAME);
     let start = buf.clone().freeze();
     let mut offset = 0;
-    loop {
-        match codec.decode(buf) {
-            Ok(Some(frame)) => {
-                round_trip(&frame, &start[offset..]);
-                offset += frame.wire_len();
-                message_bodies(&frame.body);
-            }
-            Ok(None) | Err(_) => break,
-        }
+    while let Ok(Some(frame)) = codec.decode(buf) {
+        round_trip(&frame, &start[offset..]);
+        offset += frame.wire_len();
+        message_bodies(&frame.body);
     }
 }
 
