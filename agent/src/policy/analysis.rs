@@ -63,8 +63,47 @@ impl Analyzer {
     }
 }
 
-/// Analyses `sql` without the cache.
+/// Longest query text analysed on the calling thread, bytes. libpg_query recurses in C (its
+/// parser and its protobuf serialisation) about once per nesting level, a few hundred bytes of
+/// stack each; below this size even fully nested text stays far inside a 2 MiB tokio worker stack.
+const INLINE_LIMIT: usize = 2048;
+
+/// Longest query text analysed at all, bytes; longer text is refused (fails closed).
+pub const MAX_ANALYZED_BYTES: usize = 1024 * 1024;
+
+/// Stack of the thread that analyses longer text: enough for [`MAX_ANALYZED_BYTES`] of nesting.
+/// Reserved address space only; pages are committed as the recursion touches them.
+const LARGE_STACK: usize = 512 * 1024 * 1024;
+
+/// Analyses `sql` without the cache. Text longer than [`INLINE_LIMIT`] is parsed on a thread
+/// with a large stack, so deeply nested SQL (`SELECT 1+1+…`, thousands of terms) cannot overflow
+/// the caller's stack and crash the agent.
 pub fn analyze(sql: &str) -> Result<Analysis, ParseFailure> {
+    if sql.len() <= INLINE_LIMIT {
+        return analyze_here(sql);
+    }
+    if sql.len() > MAX_ANALYZED_BYTES {
+        return Err(ParseFailure {
+            message: format!(
+                "the statement text is {} bytes, more than the {MAX_ANALYZED_BYTES} bytes jitgate analyses",
+                sql.len()
+            ),
+        });
+    }
+    let owned = sql.to_owned();
+    let worker = std::thread::Builder::new()
+        .name("jitgate-analyze".into())
+        .stack_size(LARGE_STACK)
+        .spawn(move || analyze_here(&owned));
+    match worker.map(std::thread::JoinHandle::join) {
+        Ok(Ok(result)) => result,
+        _ => Err(ParseFailure {
+            message: "the statement could not be analysed".into(),
+        }),
+    }
+}
+
+fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
     let parsed = pg_query::parse(sql).map_err(|e| ParseFailure {
         message: match e {
             pg_query::Error::Parse(m) => m,
@@ -295,6 +334,23 @@ mod tests {
         ] {
             assert!(analyze(sql).expect("parses").integrity.is_none(), "{sql}");
         }
+    }
+
+    #[test]
+    fn deeply_nested_sql_does_not_overflow_the_stack() {
+        // libpg_query recurses per nesting level; 20 000 terms overflowed an 8 MiB stack.
+        let sql = format!("SELECT 1{}", "+1".repeat(20_000));
+        let result = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || analyze(&sql).map(|a| a.kinds))
+            .expect("thread")
+            .join()
+            .expect("no crash");
+        if let Ok(kinds) = result {
+            assert!(kinds.contains(&K::Select));
+        }
+        let huge = "x".repeat(MAX_ANALYZED_BYTES + 1);
+        assert!(analyze(&huge).is_err(), "over the limit is refused");
     }
 
     #[test]
