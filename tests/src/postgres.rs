@@ -9,12 +9,13 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use tempfile::TempDir;
 
+use crate::process::checked;
 use crate::shop::{quote_ident, quote_literal, shop_sql};
 
 /// Directory of the Debian PostgreSQL 15 binaries; `JITGATE_PG_BINDIR` overrides it.
@@ -186,7 +187,7 @@ impl PgServer {
     /// `openssl`), owned by the server's OS user, and reloads.
     pub fn enable_tls(&self) -> anyhow::Result<()> {
         let data = self.data_dir();
-        let status = Command::new("openssl")
+        let output = Command::new("openssl")
             .args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
             ])
@@ -200,18 +201,11 @@ impl PgServer {
             .arg(data.join("server.key"))
             .arg("-out")
             .arg(data.join("server.crt"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
+            .output()
             .context("running openssl")?;
-        ensure!(status.success(), "openssl req failed: {status}");
-        let status = Command::new("chown")
-            .arg(format!("{PG_OS_USER}:{PG_OS_USER}"))
-            .arg(data.join("server.key"))
-            .arg(data.join("server.crt"))
-            .status()
-            .context("chown")?;
-        ensure!(status.success(), "chown failed: {status}");
+        checked("openssl req", &output)?;
+        chown_to_postgres(&data.join("server.key"))?;
+        chown_to_postgres(&data.join("server.crt"))?;
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(
             data.join("server.key"),
@@ -371,16 +365,4 @@ fn chown_to_postgres(path: &Path) -> anyhow::Result<()> {
     };
     std::os::unix::fs::chown(path, Some(id("-u")?), Some(id("-g")?))
         .with_context(|| format!("chown postgres {}", path.display()))
-}
-
-/// Turns a failed command's output into an error quoting its stderr.
-fn checked(what: &str, output: &Output) -> anyhow::Result<()> {
-    ensure!(
-        output.status.success(),
-        "{what} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim(),
-        String::from_utf8_lossy(&output.stdout).trim()
-    );
-    Ok(())
 }

@@ -9,11 +9,11 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Output};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 
 /// Environment variable naming the `jitgate-agent` binary under test.
 pub const AGENT_BIN_ENV: &str = "JITGATE_AGENT_BIN";
@@ -191,6 +191,18 @@ fn target_dir() -> PathBuf {
         Some(dir) => PathBuf::from(dir),
         None => workspace_root().join("target"),
     }
+}
+
+/// Turns a failed command's output into an error quoting its stderr.
+pub fn checked(what: &str, output: &Output) -> anyhow::Result<()> {
+    ensure!(
+        output.status.success(),
+        "{what} failed ({}): {}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim(),
+        String::from_utf8_lossy(&output.stdout).trim()
+    );
+    Ok(())
 }
 
 #[cfg(test)]

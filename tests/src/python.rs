@@ -7,7 +7,7 @@
 //! tests call it again so a plain `cargo test` works on a machine set up before it existed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use anyhow::{Context, ensure};
 
@@ -110,17 +110,10 @@ fn imports_ok(python: &Path) -> bool {
 
 /// Runs `command`, turning a failure into an error quoting its output.
 fn run(what: &str, command: &mut Command) -> anyhow::Result<()> {
-    let output: Output = command
+    let output = command
         .output()
         .with_context(|| format!("running {what}"))?;
-    ensure!(
-        output.status.success(),
-        "{what} failed ({}): {}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim(),
-        String::from_utf8_lossy(&output.stdout).trim()
-    );
-    Ok(())
+    crate::process::checked(what, &output)
 }
 
 #[cfg(test)]
