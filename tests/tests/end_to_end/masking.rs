@@ -66,16 +66,14 @@ fn allowed_select_returns_rows_with_email_and_card_masked() {
 #[test]
 fn a_rust_driver_gets_masked_rows_in_binary_format_and_denials_over_extended_protocol() {
     let Some(stack) = stack() else { return };
-    let mut command = stack.job(env!("CARGO_BIN_EXE_jitgate-pg-client"), true);
-    command.args([
-        "127.0.0.1",
-        &stack.pg.port().to_string(),
-        "shop",
-        "SELECT id, email, card_number FROM customers WHERE id <= 2 ORDER BY id",
-        "DROP TABLE orders",
-        "SELECT count(*)::int4 FROM orders",
-    ]);
-    let out = command.output().expect("client runs");
+    let out = rust_client(
+        &stack,
+        &[
+            "SELECT id, email, card_number FROM customers WHERE id <= 2 ORDER BY id",
+            "DROP TABLE orders",
+            "SELECT count(*)::int4 FROM orders",
+        ],
+    );
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
@@ -102,16 +100,14 @@ fn a_rust_driver_gets_masked_rows_in_binary_format_and_denials_over_extended_pro
 #[test]
 fn a_statement_redefined_behind_a_cached_row_shape_is_still_masked() {
     let Some(stack) = stack() else { return };
-    let mut command = stack.job(env!("CARGO_BIN_EXE_jitgate-pg-client"), true);
-    command.args([
-        "127.0.0.1",
-        &stack.pg.port().to_string(),
-        "shop",
-        "--redefine",
-        "SELECT 'a'::text AS email, 'b'::text AS card_number",
-        "SELECT email, card_number FROM customers ORDER BY id",
-    ]);
-    let out = command.output().expect("client runs");
+    let out = rust_client(
+        &stack,
+        &[
+            "--redefine",
+            "SELECT 'a'::text AS email, 'b'::text AS card_number",
+            "SELECT email, card_number FROM customers ORDER BY id",
+        ],
+    );
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(stdout.lines().count(), customers().len(), "{stdout}");

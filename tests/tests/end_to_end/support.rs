@@ -90,3 +90,14 @@ pub fn customers_table_exists(stack: &Stack) -> bool {
         .trim()
         == "1"
 }
+
+/// Runs the Rust driver client (`jitgate-pg-client`) as a job with the token against the shop
+/// database's real address, with `args` after `HOST PORT DB`.
+pub fn rust_client(stack: &Stack, args: &[&str]) -> Output {
+    stack
+        .job(env!("CARGO_BIN_EXE_jitgate-pg-client"), true)
+        .args(["127.0.0.1", &stack.pg.port().to_string(), "shop"])
+        .args(args)
+        .output()
+        .expect("client runs")
+}
