@@ -120,6 +120,22 @@ pub struct StartupCodec;
 /// Largest StartupMessage the server accepts (`MAX_STARTUP_PACKET_LENGTH`).
 pub const MAX_STARTUP_PACKET: u32 = 10_000;
 
+/// Checks a startup-phase length word: at least the 8 bytes of length and code, at most
+/// [`MAX_STARTUP_PACKET`].
+pub fn check_startup_len(len: u32) -> Result<(), WireError> {
+    if len < 8 {
+        return Err(WireError::BadLength { tag: None, len });
+    }
+    if len > MAX_STARTUP_PACKET {
+        return Err(WireError::TooLarge {
+            tag: None,
+            len,
+            max: MAX_STARTUP_PACKET,
+        });
+    }
+    Ok(())
+}
+
 impl Decoder for StartupCodec {
     type Item = StartupFrame;
     type Error = WireError;
@@ -129,16 +145,7 @@ impl Decoder for StartupCodec {
         let Ok((_, (len, code))) = parsed else {
             return Ok(None);
         };
-        if len < 8 {
-            return Err(WireError::BadLength { tag: None, len });
-        }
-        if len > MAX_STARTUP_PACKET {
-            return Err(WireError::TooLarge {
-                tag: None,
-                len,
-                max: MAX_STARTUP_PACKET,
-            });
-        }
+        check_startup_len(len)?;
         let total = len as usize;
         if src.len() < total {
             return Ok(None);

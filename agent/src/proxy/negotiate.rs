@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::ProxyError;
 use crate::pgwire::WireError;
-use crate::pgwire::codec::{MAX_STARTUP_PACKET, StartupFrame, codes};
+use crate::pgwire::codec::{StartupFrame, check_startup_len, codes};
 use crate::pgwire::write::ENCRYPTION_REFUSED;
 
 /// A boxed read half (plain TCP or TLS).
@@ -32,8 +32,6 @@ pub struct Negotiated {
     pub reader: BoxRead,
     /// Write half.
     pub writer: BoxWrite,
-    /// Whether the connection is encrypted.
-    pub tls: bool,
 }
 
 /// TLS record type of a handshake, the first byte of a ClientHello.
@@ -49,16 +47,7 @@ async fn read_frame<S: AsyncRead + Unpin>(stream: &mut S) -> Result<StartupFrame
     stream.read_exact(&mut header).await.map_err(client)?;
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
     let code = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if len < 8 {
-        return Err(ProxyError::Client(WireError::BadLength { tag: None, len }));
-    }
-    if len > MAX_STARTUP_PACKET {
-        return Err(ProxyError::Client(WireError::TooLarge {
-            tag: None,
-            len,
-            max: MAX_STARTUP_PACKET,
-        }));
-    }
+    check_startup_len(len).map_err(ProxyError::Client)?;
     let mut body = vec![0u8; len as usize - 8];
     stream.read_exact(&mut body).await.map_err(client)?;
     Ok(StartupFrame {
@@ -97,7 +86,6 @@ fn plain(stream: TcpStream, first: StartupFrame) -> Negotiated {
         first,
         reader: Box::new(reader),
         writer: Box::new(writer),
-        tls: false,
     }
 }
 
@@ -130,6 +118,5 @@ pub async fn negotiate(
         first,
         reader: Box::new(reader),
         writer: Box::new(writer),
-        tls: true,
     })
 }

@@ -116,7 +116,6 @@ async fn serve_inner(
         first,
         reader,
         mut writer,
-        tls: _,
     } = negotiated;
 
     let Some(info) = info else {
