@@ -16,6 +16,7 @@ use crate::bpf::{RedirectConfig, Redirector};
 use crate::config::Config;
 use crate::identity::Validator;
 use crate::policy::{Analyzer, Policy};
+use crate::proxy::cancel::CancelRegistry;
 use crate::proxy::upstream::UpstreamTls;
 use crate::proxy::{Context, Target};
 use crate::tls::{self, ca, ca::LocalCa, upstream::UpstreamTlsMode};
@@ -158,6 +159,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         audit: audit.clone(),
         runner_cgroup,
         max_message: config.agent.max_message_bytes,
+        cancels: CancelRegistry::new(),
     });
     tracing::info!(%listen_v4, ?listen_v6, cgroup = %ctx.runner_cgroup, "agent ready");
     // One line on stdout for supervisors and test harnesses.

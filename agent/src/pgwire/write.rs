@@ -1,12 +1,13 @@
 //! Messages the agent writes itself: its own ErrorResponse and ReadyForQuery after a policy
-//! decision, AuthenticationOk to the client, rebuilt DataRows after masking, and the one-byte
-//! SSLRequest answer. Each writer appends a whole message to a buffer, back-patching the length.
+//! decision, AuthenticationOk and the agent's own BackendKeyData to the client, rebuilt DataRows
+//! after masking, and the one-byte SSLRequest answer. Each writer appends a whole message to a
+//! buffer, back-patching the length.
 
 use bytes::{BufMut, BytesMut};
 
 use super::backend::{
-    AUTHENTICATION_TAG, DATA_ROW_TAG, ERROR_RESPONSE_TAG, NEGOTIATE_PROTOCOL_VERSION_TAG,
-    READY_FOR_QUERY_TAG, TransactionStatus,
+    AUTHENTICATION_TAG, BACKEND_KEY_DATA_TAG, DATA_ROW_TAG, ERROR_RESPONSE_TAG,
+    NEGOTIATE_PROTOCOL_VERSION_TAG, READY_FOR_QUERY_TAG, TransactionStatus,
 };
 
 /// Starts a tagged message; returns the offset of its length word for [`finish`].
@@ -96,6 +97,15 @@ pub fn negotiate_protocol_version(out: &mut BytesMut, minor: u32, unrecognized: 
 pub fn authentication_ok(out: &mut BytesMut) {
     let at = start(out, AUTHENTICATION_TAG);
     out.put_u32(0);
+    finish(out, at);
+}
+
+/// BackendKeyData in the protocol 3.0 shape: the process id and secret key a CancelRequest must
+/// carry (PostgreSQL docs 55.2.7).
+pub fn backend_key_data(out: &mut BytesMut, pid: u32, secret: u32) {
+    let at = start(out, BACKEND_KEY_DATA_TAG);
+    out.put_u32(pid);
+    out.put_u32(secret);
     finish(out, at);
 }
 

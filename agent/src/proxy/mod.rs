@@ -1,8 +1,10 @@
 //! The interception proxy: for each connection the kernel redirected, find who is connecting
 //! ([`startup`]), connect upstream with the target's credential ([`upstream`]), then relay
 //! messages while deciding every statement and masking results ([`session`], with the queue of
-//! expected responses in [`pending`]). [`listener`] accepts connections.
+//! expected responses in [`pending`]). [`listener`] accepts connections; [`cancel`] issues the
+//! clients' cancel keys and routes their CancelRequests.
 
+pub mod cancel;
 pub mod listener;
 pub mod negotiate;
 pub mod pending;
@@ -99,6 +101,8 @@ pub struct Context {
     pub runner_cgroup: String,
     /// Largest accepted message, bytes.
     pub max_message: u32,
+    /// The cancel keys of the live sessions.
+    pub cancels: cancel::CancelRegistry,
 }
 
 impl Context {

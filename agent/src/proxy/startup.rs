@@ -1,7 +1,8 @@
 //! A new client connection up to the relay: the kernel's record of who connected and where to
 //! (looked up by the client's address), the StartupMessage (SSLRequest and GSSENCRequest are
 //! answered 'N'), the workload identity, the upstream connection, and the handover to the
-//! client (AuthenticationOk, the server's ParameterStatus/BackendKeyData, ReadyForQuery).
+//! client (AuthenticationOk, the server's ParameterStatus, the agent's own BackendKeyData from
+//! [`super::cancel`], ReadyForQuery). A CancelRequest is handed to [`super::cancel::route`].
 //!
 //! Every refusal before the relay is an ErrorResponse with severity FATAL and SQLSTATE 28000
 //! (identity) or 08xxx (upstream), after which the connection is closed and nothing was sent
@@ -18,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::FramedRead;
 use tracing::Instrument as _;
 
+use super::cancel::{self, CancelTarget};
 use super::negotiate::{BoxWrite, Negotiated, negotiate};
 use super::session::{Client, Session};
 use super::upstream::{self, Login};
@@ -26,6 +28,7 @@ use crate::audit::SessionAudit;
 use crate::bpf::SockAddrExt as _;
 use crate::identity::{WorkloadIdentity, process};
 use crate::masking::{MaskCatalog, catalog::resolve_query};
+use crate::pgwire::backend::BACKEND_KEY_DATA_TAG;
 use crate::pgwire::codec::{TaggedCodec, codes};
 use crate::pgwire::frontend::StartupMessage;
 use crate::pgwire::write::{self, Severity};
@@ -140,8 +143,8 @@ async fn serve_inner(
     };
 
     if first.code == codes::CANCEL_REQUEST {
-        // Cancel keys are the server's own; pass the request to the server the client dialled.
-        return upstream::forward_cancel(original, &first.body).await;
+        // The key is one the agent issued: sent on to its session's server, or dropped.
+        return cancel::route(ctx, target, &first.body).await;
     }
     if first.code >> 16 != 3 {
         let refusal = Refusal {
@@ -248,6 +251,37 @@ async fn serve_inner(
         None => MaskCatalog::default(),
     };
 
+    // The client gets a key of the agent's in place of the server's; the server's key is used
+    // only by the agent (cancel::route, and the cancel below when the client goes away). The
+    // registration lives until this function returns, whichever way the session ends.
+    let server_key = upstream
+        .startup_frames
+        .iter()
+        .find(|f| f.tag == BACKEND_KEY_DATA_TAG)
+        .map(|f| f.body.clone());
+    let registration = match &server_key {
+        // A server that gave no key gets no cancels; the client is given none either.
+        None => None,
+        Some(server_key) => {
+            let target = CancelTarget {
+                upstream: original,
+                server_key: server_key.clone(),
+            };
+            match ctx.cancels.register(target) {
+                Ok(registration) => Some(registration),
+                Err(e) => {
+                    let refusal = Refusal {
+                        sqlstate: "08006".into(),
+                        message: format!("jitgate: {e}"),
+                        hint: None,
+                    };
+                    refuse(&mut writer, audit, Some(&info), refusal).await;
+                    return Ok(());
+                }
+            }
+        }
+    };
+
     let mut hello = BytesMut::new();
     // A client asking for a newer minor version or protocol options (`_pq_.*`) is told what is
     // spoken: 3.0, none of the options (PostgreSQL docs 55.2.1, NegotiateProtocolVersion).
@@ -262,7 +296,15 @@ async fn serve_inner(
     }
     write::authentication_ok(&mut hello);
     for frame in &upstream.startup_frames {
-        frame.write_to(&mut hello);
+        match (&registration, frame.tag) {
+            (Some(registration), BACKEND_KEY_DATA_TAG) => {
+                let key = registration.key();
+                write::backend_key_data(&mut hello, key.pid, key.secret);
+            }
+            // The server's own key is never passed on.
+            (None, BACKEND_KEY_DATA_TAG) => {}
+            _ => frame.write_to(&mut hello),
+        }
     }
     write::ready_for_query(&mut hello, upstream.status);
     writer
@@ -314,11 +356,8 @@ async fn serve_inner(
     if session.record_unfinished() > 0 {
         // The client is gone mid-query: stop the server's work (PostgreSQL docs 55.2.7) rather
         // than let it run to the end unobserved.
-        if let Some(key) = upstream
-            .startup_frames
-            .iter()
-            .find(|f| f.tag == crate::pgwire::backend::BACKEND_KEY_DATA_TAG)
-            && let Err(e) = upstream::forward_cancel(original, &key.body).await
+        if let Some(key) = &server_key
+            && let Err(e) = upstream::forward_cancel(original, key).await
         {
             tracing::warn!(error = %e, "could not cancel the unfinished query upstream");
         }
@@ -331,6 +370,7 @@ async fn serve_inner(
             statements: seen,
             denied,
         }));
+    drop(registration);
     result.map(|_| ())
 }
 

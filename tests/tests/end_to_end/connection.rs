@@ -1,5 +1,5 @@
 //! The kernel redirect as a client sees it: other ports and other processes go direct, a dead
-//! agent fails closed, and upstream md5 authentication.
+//! agent fails closed, upstream md5 authentication, and the agent's own cancel keys.
 
 use super::support::*;
 
@@ -102,4 +102,47 @@ fn replication_connections_are_refused_clearly() {
         "{}",
         describe(&out)
     );
+}
+
+#[test]
+fn clients_get_agent_cancel_keys_and_only_a_real_key_cancels() {
+    let Some(stack) = stack() else { return };
+    let script = jitgate_tests::python::scripts_dir().join("cancel_keys.py");
+    let out = stack
+        .job("python3", true)
+        .arg(&script)
+        .args(["127.0.0.1", &stack.pg.port().to_string(), "shop"])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}\nagent log:\n{}",
+        describe(&out),
+        stack.agent.log()
+    );
+    let result: Value = serde_json::from_str(text(&out.stdout).trim()).expect("one JSON object");
+    assert_ne!(
+        result["agent_pid"], result["server_pid"],
+        "BackendKeyData must not carry the server's pid: {result}"
+    );
+    assert_eq!(
+        result["ended_before_real_cancel"], false,
+        "a made-up key cancelled the query: {result}"
+    );
+    assert_eq!(
+        result["sqlstate"], "57014",
+        "the real key cancels: {result}"
+    );
+    assert!(
+        result["seconds"].as_f64().is_some_and(|s| s < 10.0),
+        "cancelled well before pg_sleep(20) ended: {result}"
+    );
+    // The made-up keys were dropped by the agent; none reached the server (which logs a
+    // CancelRequest it cannot match).
+    let server_log = stack.pg.server_log();
+    assert!(
+        !server_log.contains("in cancel request"),
+        "a made-up key reached the server:\n{server_log}"
+    );
+    assert!(server_log.contains("canceling statement due to user request"));
 }
