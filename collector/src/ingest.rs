@@ -1,15 +1,15 @@
 //! The `AuditIngest` gRPC service: agents stream events, the collector stores each one and only
 //! then acknowledges it.
 //!
-//! Each call gets a task that reads the inbound stream in batches of whatever is already
-//! buffered (up to [`MAX_BATCH`]), commits the batch in one SQLite transaction and then sends one
-//! [`Ack`] per event, in arrival order. A duplicate (an event the agent resent after a reconnect)
+//! Each call gets a task that reads the inbound stream of [`EventBatch`]es, taking whatever is
+//! already buffered (up to [`MAX_BATCH`] messages), commits their events in one SQLite
+//! transaction and then sends one [`Ack`] listing their ids, in arrival order. A duplicate (an event the agent resent after a reconnect)
 //! is acknowledged again without being stored twice. On collector shutdown the batch in flight
 //! is finished and acknowledged, then the call ends with `UNAVAILABLE` so the agent reconnects
 //! to the next collector instance and resends whatever it has not seen acknowledged.
 
 use futures::StreamExt;
-use jitgate_proto::audit::v1::{Ack, Event, audit_ingest_server::AuditIngest};
+use jitgate_proto::audit::v1::{Ack, Event, EventBatch, audit_ingest_server::AuditIngest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -18,8 +18,8 @@ use tracing::{debug, error, info};
 
 use crate::storage::{Store, StoreError};
 
-/// Largest number of events committed in one transaction.
-pub const MAX_BATCH: usize = 512;
+/// Largest number of inbound messages whose events are committed in one transaction.
+pub const MAX_BATCH: usize = 64;
 /// Acks buffered towards one agent before the ingest task waits for the network.
 const ACK_BUFFER: usize = 2 * MAX_BATCH;
 
@@ -43,7 +43,7 @@ impl AuditIngest for IngestService {
 
     async fn stream(
         &self,
-        request: Request<Streaming<Event>>,
+        request: Request<Streaming<EventBatch>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = request
             .remote_addr()
@@ -85,7 +85,7 @@ struct Pump {
 }
 
 impl Pump {
-    async fn run(self, inbound: Streaming<Event>) {
+    async fn run(self, inbound: Streaming<EventBatch>) {
         let peer = self.peer.as_str();
         match self.pump(inbound).await {
             end @ (End::AgentClosed | End::AgentGone) => info!(peer, ?end, "agent stream ended"),
@@ -107,7 +107,7 @@ impl Pump {
         }
     }
 
-    async fn pump(&self, inbound: Streaming<Event>) -> End {
+    async fn pump(&self, inbound: Streaming<EventBatch>) -> End {
         let mut batches = inbound.ready_chunks(MAX_BATCH);
         loop {
             let batch = tokio::select! {
@@ -118,11 +118,11 @@ impl Pump {
             let Some(batch) = batch else {
                 return End::AgentClosed;
             };
-            let mut events = Vec::with_capacity(batch.len());
+            let mut events = Vec::new();
             let mut failure = None;
             for item in batch {
                 match item {
-                    Ok(event) => events.push(event),
+                    Ok(received) => events.extend(received.events),
                     Err(status) => {
                         failure = Some(status);
                         break;
@@ -143,13 +143,11 @@ impl Pump {
         if events.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
+        let event_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
         let stored = self.store.insert(events).await.map_err(End::Storage)?;
-        debug!(peer = %self.peer, received = ids.len(), stored, "batch committed");
-        for event_id in ids {
-            if self.acks.send(Ok(Ack { event_id })).await.is_err() {
-                return Err(End::AgentGone);
-            }
+        debug!(peer = %self.peer, received = event_ids.len(), stored, "batch committed");
+        if self.acks.send(Ok(Ack { event_ids })).await.is_err() {
+            return Err(End::AgentGone);
         }
         Ok(())
     }

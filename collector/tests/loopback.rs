@@ -7,8 +7,8 @@ use jitgate_collector::fixtures;
 use jitgate_collector::server::Running;
 use jitgate_collector::storage::Store;
 use jitgate_proto::audit::v1::{
-    Ack, Event, ListEventsRequest, ListSessionsRequest, audit_ingest_client::AuditIngestClient,
-    audit_query_client::AuditQueryClient, event::Kind,
+    Ack, Event, EventBatch, ListEventsRequest, ListSessionsRequest,
+    audit_ingest_client::AuditIngestClient, audit_query_client::AuditQueryClient, event::Kind,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -37,7 +37,7 @@ async fn ingest_acks_then_query_returns_sessions_and_events() {
     let mut ingest = AuditIngestClient::connect(server.url())
         .await
         .expect("connect ingest");
-    let (tx, rx) = mpsc::channel::<Event>(16);
+    let (tx, rx) = mpsc::channel::<EventBatch>(16);
     let mut acks = ingest
         .stream(ReceiverStream::new(rx))
         .await
@@ -46,15 +46,29 @@ async fn ingest_acks_then_query_returns_sessions_and_events() {
 
     let mut sent = fixtures::session_events("s1");
     sent.push(fixtures::refused_event("r1"));
-    for event in &sent {
-        tx.send(event.clone()).await.expect("send");
+    let ids =
+        |events: &[Event]| -> Vec<String> { events.iter().map(|e| e.event_id.clone()).collect() };
+    // Two batches; acks list the ids stored, in order.
+    let (first, second) = sent.split_at(2);
+    for batch in [first, second] {
+        tx.send(EventBatch {
+            events: batch.to_vec(),
+        })
+        .await
+        .expect("send");
     }
-    for event in &sent {
-        assert_eq!(next_ack(&mut acks).await.event_id, event.event_id);
+    let mut acked = Vec::new();
+    while acked.len() < sent.len() {
+        acked.extend(next_ack(&mut acks).await.event_ids);
     }
+    assert_eq!(acked, ids(&sent));
     // A resent event (at-least-once delivery) is acknowledged again but stored once.
-    tx.send(sent[1].clone()).await.expect("resend");
-    assert_eq!(next_ack(&mut acks).await.event_id, sent[1].event_id);
+    tx.send(EventBatch {
+        events: vec![sent[1].clone()],
+    })
+    .await
+    .expect("resend");
+    assert_eq!(next_ack(&mut acks).await.event_ids, ids(&sent[1..2]));
     drop(tx);
     let end = tokio::time::timeout(Duration::from_secs(10), acks.message())
         .await
@@ -118,15 +132,19 @@ async fn shutdown_ends_open_agent_streams_promptly() {
     let mut ingest = AuditIngestClient::connect(server.url())
         .await
         .expect("connect ingest");
-    let (tx, rx) = mpsc::channel::<Event>(16);
+    let (tx, rx) = mpsc::channel::<EventBatch>(16);
     let mut acks = ingest
         .stream(ReceiverStream::new(rx))
         .await
         .expect("open stream")
         .into_inner();
     let event = fixtures::session_events("s1").remove(0);
-    tx.send(event.clone()).await.expect("send");
-    assert_eq!(next_ack(&mut acks).await.event_id, event.event_id);
+    tx.send(EventBatch {
+        events: vec![event.clone()],
+    })
+    .await
+    .expect("send");
+    assert_eq!(next_ack(&mut acks).await.event_ids, vec![event.event_id]);
 
     // The agent keeps its stream open; stopping must neither hang nor wait the full grace.
     let started = std::time::Instant::now();
@@ -154,7 +172,9 @@ async fn event_without_id_is_rejected() {
     let mut event = fixtures::session_events("s1").remove(0);
     event.event_id.clear();
     let mut acks = ingest
-        .stream(tokio_stream::iter(vec![event]))
+        .stream(tokio_stream::iter(vec![EventBatch {
+            events: vec![event],
+        }]))
         .await
         .expect("open stream")
         .into_inner();

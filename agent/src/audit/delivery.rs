@@ -1,6 +1,8 @@
 //! The background task that moves audit events from the sink's queue to the collector.
 //!
-//! One bidirectional `AuditIngest.Stream` call at a time. Every event sent is kept in an
+//! One bidirectional `AuditIngest.Stream` call at a time. Events go out in `EventBatch`es: the
+//! first event of a batch waits [`LINGER`] for others (or until [`BATCH`] are queued). Every
+//! event sent is kept in an
 //! in-flight window (at most [`WINDOW`] events, in send order) until its `Ack` arrives. When the
 //! call or connection fails, the task waits (exponential backoff from [`BACKOFF_MIN`] to
 //! [`BACKOFF_MAX`]), reconnects and first resends the whole window, so delivery is at-least-once;
@@ -11,7 +13,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jitgate_proto::audit::v1::{Event, audit_ingest_client::AuditIngestClient};
+use jitgate_proto::audit::v1::{Event, EventBatch, audit_ingest_client::AuditIngestClient};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
@@ -19,6 +21,12 @@ use tracing::{debug, info, warn};
 
 /// Most events sent but not yet acknowledged.
 pub const WINDOW: usize = 4096;
+/// How long the first event of a batch waits for others before it is sent: events then cross to
+/// the collector (and into its storage) in batches, so the per-event cost of a busy session is a
+/// queue push rather than a wake-up, an HTTP/2 frame and a storage transaction each.
+pub const LINGER: Duration = Duration::from_millis(5);
+/// A batch this large is sent at once, without waiting for [`LINGER`] to pass.
+pub const BATCH: usize = 256;
 /// First wait before reconnecting.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between reconnection attempts.
@@ -140,10 +148,13 @@ impl Delivery {
     async fn stream(&mut self, url: &str, backoff: &mut Duration) -> Result<(), Disconnect> {
         let channel = self.endpoint.connect().await.map_err(Disconnect::Connect)?;
         let mut client = AuditIngestClient::new(channel);
-        let (out, rx) = mpsc::channel::<Event>(WINDOW);
-        for event in &self.inflight {
-            out.try_send(event.clone())
-                .map_err(|_| Disconnect::RequestClosed)?;
+        let (out, rx) = mpsc::channel::<EventBatch>(WINDOW);
+        let (front, back) = self.inflight.as_slices();
+        for chunk in front.chunks(BATCH).chain(back.chunks(BATCH)) {
+            out.try_send(EventBatch {
+                events: chunk.to_vec(),
+            })
+            .map_err(|_| Disconnect::RequestClosed)?;
         }
         let mut acks = client
             .stream(ReceiverStream::new(rx))
@@ -156,26 +167,43 @@ impl Delivery {
             "audit stream to collector open"
         );
         *backoff = BACKOFF_MIN;
+        let mut batch = Vec::with_capacity(BATCH);
         loop {
             if self.queue_closed && self.inflight.is_empty() {
                 return Ok(());
             }
-            let room = self.inflight.len() < WINDOW;
+            let room = WINDOW - self.inflight.len();
             tokio::select! {
                 ack = acks.message() => match ack {
-                    Ok(Some(ack)) => self.acknowledge(&ack.event_id),
+                    Ok(Some(ack)) => {
+                        for event_id in &ack.event_ids {
+                            self.acknowledge(event_id);
+                        }
+                    }
                     Ok(None) => return Err(Disconnect::Closed),
                     Err(status) => return Err(Disconnect::Status(status)),
                 },
-                event = self.queue.recv(), if room && !self.queue_closed => match event {
-                    Some(event) => {
-                        let sent = out.try_send(event.clone());
-                        // Kept either way: if the send failed it is resent after reconnecting.
-                        self.inflight.push_back(event);
-                        sent.map_err(|_| Disconnect::RequestClosed)?;
+                received = self.queue.recv_many(&mut batch, BATCH.min(room)), if room > 0 && !self.queue_closed => {
+                    if received == 0 {
+                        self.queue_closed = true;
+                        continue;
                     }
-                    None => self.queue_closed = true,
-                },
+                    if batch.len() < BATCH.min(room) {
+                        tokio::time::sleep(LINGER).await;
+                        while batch.len() < BATCH.min(room) {
+                            match self.queue.try_recv() {
+                                Ok(event) => batch.push(event),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    let sent = out.try_send(EventBatch {
+                        events: batch.clone(),
+                    });
+                    // Kept either way: if the send failed it is resent after reconnecting.
+                    self.inflight.extend(batch.drain(..));
+                    sent.map_err(|_| Disconnect::RequestClosed)?;
+                }
             }
         }
     }

@@ -1,12 +1,11 @@
 //! A masking plan for one result shape: built from a RowDescription (and, in the extended
 //! protocol, the Bind's result format codes) and applied to each DataRow.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut as _, BytesMut};
 
 use super::{MaskCatalog, MaskStrategy};
 use crate::pgwire::WireError;
-use crate::pgwire::backend::{FieldDescription, parse_data_row};
-use crate::pgwire::write;
+use crate::pgwire::backend::{DATA_ROW_TAG, FieldDescription};
 
 /// One masked column of a result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,36 +49,92 @@ impl MaskPlan {
         self.columns.is_empty()
     }
 
-    /// Applies the plan to a DataRow body. Returns the rebuilt message (tag and length included)
-    /// and the number of values replaced, or `None` when nothing needed replacing.
-    pub fn apply(&self, body: &Bytes) -> Result<Option<(BytesMut, u64)>, WireError> {
-        if self.columns.is_empty() {
-            return Ok(None);
+    /// Appends the masked DataRow for `body` (a DataRow body, PostgreSQL docs 55.7) to `out`,
+    /// tag and length included, in one pass without intermediate allocations. Returns the number
+    /// of values replaced (NULLs are left as they are and not counted). On a malformed body
+    /// nothing is appended.
+    ///
+    /// # Errors
+    /// [`WireError::Malformed`] when the body is truncated or its lengths do not add up.
+    pub fn apply_into(&self, body: &[u8], out: &mut BytesMut) -> Result<u64, WireError> {
+        let start = out.len();
+        let result = self.write_row(body, out);
+        if result.is_err() {
+            out.truncate(start);
         }
-        let values = parse_data_row(body)?;
-        let mut replaced: Vec<(usize, Option<Vec<u8>>)> = Vec::with_capacity(self.columns.len());
-        for col in &self.columns {
-            if let Some(Some(value)) = values.get(col.index) {
-                replaced.push((col.index, col.strategy.apply(value, col.type_oid)));
+        result
+    }
+
+    /// Copies `body` into `out` in as few spans as possible: only each masked, non-NULL value
+    /// is written anew (with its new length word); everything between is copied in bulk.
+    fn write_row(&self, body: &[u8], out: &mut BytesMut) -> Result<u64, WireError> {
+        let malformed = |detail| WireError::Malformed {
+            message: "DataRow",
+            detail,
+        };
+        let n = body
+            .first_chunk::<2>()
+            .map(|b| u16::from_be_bytes(*b))
+            .ok_or(malformed("truncated Int16"))?;
+        out.reserve(body.len() + 5);
+        out.put_u8(DATA_ROW_TAG);
+        let length_at = out.len();
+        out.put_u32(0);
+        let mut masked = self.columns.iter().peekable();
+        let mut count = 0;
+        let mut at = 2;
+        let mut copied = 0;
+        for index in 0..usize::from(n) {
+            let len = body
+                .get(at..)
+                .and_then(<[u8]>::first_chunk::<4>)
+                .map(|b| i32::from_be_bytes(*b))
+                .ok_or(malformed("truncated Int32"))?;
+            let value_at = at + 4;
+            let value_len = usize::try_from(len).unwrap_or(0);
+            let end = value_at + value_len;
+            if end > body.len() {
+                return Err(malformed("truncated value"));
+            }
+            at = end;
+            let Some(column) = masked.next_if(|c| c.index == index) else {
+                continue;
+            };
+            if len < 0 {
+                continue;
+            }
+            count += 1;
+            out.extend_from_slice(&body[copied..value_at - 4]);
+            copied = end;
+            let length_word = out.len();
+            out.put_i32(0);
+            let value = &body[value_at..end];
+            if column.strategy.write_masked(value, column.type_oid, out) {
+                let written = i32::try_from(out.len() - length_word - 4)
+                    .map_err(|_| malformed("masked value too long"))?;
+                out[length_word..length_word + 4].copy_from_slice(&written.to_be_bytes());
+            } else {
+                out.truncate(length_word);
+                out.put_i32(-1);
             }
         }
-        if replaced.is_empty() {
-            return Ok(None);
+        if at != body.len() {
+            return Err(malformed("bytes after the last column"));
         }
-        let count = replaced.len() as u64;
-        let mut out_values: Vec<Option<&[u8]>> = values;
-        for (index, new) in &replaced {
-            out_values[*index] = new.as_deref();
-        }
-        let mut out = BytesMut::with_capacity(body.len() + 5);
-        write::data_row(&mut out, &out_values);
-        Ok(Some((out, count)))
+        out.extend_from_slice(&body[copied..]);
+        let len =
+            u32::try_from(out.len() - length_at).map_err(|_| malformed("masked row too long"))?;
+        out[length_at..length_at + 4].copy_from_slice(&len.to_be_bytes());
+        Ok(count)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pgwire::backend::parse_data_row;
+    use crate::pgwire::write;
+    use bytes::Bytes;
 
     fn field(name: &str, table_oid: u32, column: i16, type_oid: u32) -> FieldDescription {
         FieldDescription {
@@ -101,12 +156,15 @@ mod tests {
             &mut row,
             &[Some(b"1".as_slice()), Some(b"ana@example.com".as_slice())],
         );
-        let body = Bytes::copy_from_slice(&row[5..]);
-        let (out, n) = plan.apply(&body).expect("valid").expect("masked");
+        let mut out = BytesMut::new();
+        let n = plan.apply_into(&row[5..], &mut out).expect("valid");
         assert_eq!(n, 1);
+        assert_eq!(out[0], DATA_ROW_TAG);
         let out_body = Bytes::copy_from_slice(&out[5..]);
         let values = parse_data_row(&out_body).expect("valid");
         assert_eq!(values, vec![Some(&b"1"[..]), Some(&b"***"[..])]);
+        let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]);
+        assert_eq!(len as usize, out.len() - 1);
     }
 
     #[test]
@@ -116,12 +174,41 @@ mod tests {
         let plan = MaskPlan::new(&catalog, &[field("e", 100, 3, 25)]);
         let mut row = BytesMut::new();
         write::data_row(&mut row, &[None]);
-        assert!(
-            plan.apply(&Bytes::copy_from_slice(&row[5..]))
-                .expect("valid")
-                .is_none()
-        );
+        let mut out = BytesMut::new();
+        assert_eq!(plan.apply_into(&row[5..], &mut out).expect("valid"), 0);
+        assert_eq!(out, row, "a NULL stays NULL and the row is unchanged");
         let none = MaskPlan::new(&catalog, &[field("e", 101, 3, 25)]);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn truncated_and_overlong_rows_are_rejected_and_leave_nothing() {
+        let mut catalog = MaskCatalog::default();
+        catalog.insert(100, 1, MaskStrategy::Null);
+        let plan = MaskPlan::new(&catalog, &[field("a", 100, 1, 25), field("b", 100, 2, 25)]);
+        let mut row = BytesMut::new();
+        write::data_row(&mut row, &[Some(b"x".as_slice()), Some(b"yy".as_slice())]);
+        let mut out = BytesMut::from(&b"kept"[..]);
+        assert!(plan.apply_into(&row[5..row.len() - 1], &mut out).is_err());
+        let mut long = row[5..].to_vec();
+        long.push(0);
+        assert!(plan.apply_into(&long, &mut out).is_err());
+        assert_eq!(&out[..], b"kept");
+    }
+
+    #[test]
+    fn non_textual_masked_column_becomes_null() {
+        let mut catalog = MaskCatalog::default();
+        catalog.insert(100, 1, MaskStrategy::Redact { text: "x".into() });
+        let plan = MaskPlan::new(&catalog, &[field("n", 100, 1, 23), field("t", 100, 2, 25)]);
+        let mut row = BytesMut::new();
+        write::data_row(&mut row, &[Some(&[0, 0, 0, 7][..]), Some(b"t".as_slice())]);
+        let mut out = BytesMut::new();
+        assert_eq!(plan.apply_into(&row[5..], &mut out).expect("valid"), 1);
+        let body = Bytes::copy_from_slice(&out[5..]);
+        assert_eq!(
+            parse_data_row(&body).expect("valid"),
+            vec![None, Some(&b"t"[..])]
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! binary format (their binary form is the same bytes); other types become NULL, since no fake
 //! value of their type can be produced safely.
 
+use bytes::{BufMut as _, BytesMut};
 use serde::Deserialize;
 
 /// A masking strategy, configured per column (`strategy = "…"` plus its options).
@@ -44,38 +45,85 @@ pub fn is_textual(type_oid: u32) -> bool {
 impl MaskStrategy {
     /// The replacement for `value` of type `type_oid`; `None` = send NULL.
     pub fn apply(&self, value: &[u8], type_oid: u32) -> Option<Vec<u8>> {
+        let mut out = BytesMut::new();
+        self.write_masked(value, type_oid, &mut out)
+            .then(|| out.to_vec())
+    }
+
+    /// Appends the replacement for `value` of type `type_oid` to `out`; returns `false` (and
+    /// appends nothing) when the value must be sent as NULL instead.
+    pub fn write_masked(&self, value: &[u8], type_oid: u32, out: &mut BytesMut) -> bool {
         if !is_textual(type_oid) {
-            return None;
+            return false;
         }
         match self {
-            Self::Redact { text } => Some(text.as_bytes().to_vec()),
-            Self::Null => None,
+            Self::Redact { text } => out.extend_from_slice(text.as_bytes()),
+            Self::Null => return false,
             Self::Partial {
                 keep_first,
                 keep_last,
-            } => {
-                Some(partial(&String::from_utf8_lossy(value), *keep_first, *keep_last).into_bytes())
-            }
+            } => partial(value, *keep_first, *keep_last, out),
         }
+        true
     }
 }
 
-fn partial(text: &str, keep_first: usize, keep_last: usize) -> String {
+/// Appends `value` with every letter and digit but the first `keep_first` and last `keep_last`
+/// replaced by `*`. Invalid UTF-8 is read lossily (each bad sequence becomes U+FFFD).
+fn partial(value: &[u8], keep_first: usize, keep_last: usize, out: &mut BytesMut) {
+    if value.is_ascii() {
+        // One byte per character: copy, then star the letters and digits between the last
+        // kept leading one and the first kept trailing one, in place.
+        let alnum = |b: &u8| b.is_ascii_alphanumeric();
+        let from = match keep_first {
+            0 => 0,
+            n => value
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| alnum(b))
+                .nth(n - 1)
+                .map_or(value.len(), |(i, _)| i + 1),
+        };
+        let to = match keep_last {
+            0 => value.len(),
+            n => value
+                .iter()
+                .enumerate()
+                .rev()
+                .filter(|(_, b)| alnum(b))
+                .nth(n - 1)
+                .map_or(0, |(i, _)| i),
+        };
+        let start = out.len();
+        out.extend_from_slice(value);
+        if from < to {
+            for b in &mut out[start + from..start + to] {
+                *b = if alnum(b) { b'*' } else { *b };
+            }
+        }
+        return;
+    }
+    partial_chars(&String::from_utf8_lossy(value), keep_first, keep_last, out);
+}
+
+/// [`partial`] for any text, one character at a time.
+fn partial_chars(text: &str, keep_first: usize, keep_last: usize, out: &mut BytesMut) {
     let total = text.chars().filter(|c| c.is_alphanumeric()).count();
     let mut seen = 0;
-    text.chars()
-        .map(|c| {
-            if !c.is_alphanumeric() {
-                return c;
-            }
+    let mut utf8 = [0u8; 4];
+    for c in text.chars() {
+        let keep = if c.is_alphanumeric() {
             seen += 1;
-            if seen <= keep_first || seen + keep_last > total {
-                c
-            } else {
-                '*'
-            }
-        })
-        .collect()
+            seen <= keep_first || seen + keep_last > total
+        } else {
+            true
+        };
+        if keep {
+            out.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+        } else {
+            out.put_u8(b'*');
+        }
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +155,47 @@ mod tests {
             keep_last: 10,
         };
         assert_eq!(all.apply(b"ab", 25).expect("text"), b"ab");
+    }
+
+    #[test]
+    fn partial_ascii_fast_path_matches_the_general_rule() {
+        let values = [
+            "",
+            "-",
+            "a",
+            "ab",
+            "a-b-c",
+            "ana.lima@example.com",
+            "4111-1111-1111-1234",
+        ];
+        for (first, last) in [(0, 0), (1, 0), (0, 4), (2, 2), (3, 9), (9, 9), (0, 1)] {
+            for value in values {
+                let mut fast = BytesMut::new();
+                partial(value.as_bytes(), first, last, &mut fast);
+                let mut general = BytesMut::new();
+                partial_chars(value, first, last, &mut general);
+                assert_eq!(
+                    fast, general,
+                    "{value:?} keep_first {first} keep_last {last}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn partial_handles_non_ascii_and_invalid_utf8() {
+        let s = MaskStrategy::Partial {
+            keep_first: 1,
+            keep_last: 1,
+        };
+        assert_eq!(
+            s.apply("José-Ümit".as_bytes(), 25).expect("text"),
+            "J***-***t".as_bytes()
+        );
+        assert_eq!(
+            s.apply(b"ab\xffcd", 25).expect("text"),
+            "a*\u{fffd}*d".as_bytes()
+        );
     }
 
     #[test]

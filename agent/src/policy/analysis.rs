@@ -1,9 +1,9 @@
 //! What a query string does, from PostgreSQL's own parser (`pg_query` / libpg_query): the class
 //! of every statement, including statements nested in CTEs, EXPLAIN, PREPARE and COPY (query),
-//! and every relation named. Results are cached by query text.
+//! and every relation named. [`super::cache::Analyzer`] caches the results.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use pg_query::NodeEnum;
 use pg_query::protobuf::{CopyStmt, TransactionStmtKind};
@@ -35,38 +35,10 @@ pub struct ParseFailure {
 /// Cached analysis.
 pub type Analyzed = Result<Arc<Analysis>, ParseFailure>;
 
-/// Analyses query strings, caching results by text (bounded; cleared when full).
-#[derive(Clone, Default)]
-pub struct Analyzer {
-    cache: Arc<Mutex<HashMap<Box<str>, Analyzed>>>,
-}
-
-/// Entries kept before the cache is cleared.
-const CACHE_ENTRIES: usize = 16_384;
-
-impl Analyzer {
-    /// Analyses `sql`, from the cache when the same text was seen before.
-    pub fn analyze(&self, sql: &str) -> Analyzed {
-        if let Ok(cache) = self.cache.lock()
-            && let Some(hit) = cache.get(sql)
-        {
-            return hit.clone();
-        }
-        let result = analyze(sql).map(Arc::new);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
-            }
-            cache.insert(sql.into(), result.clone());
-        }
-        result
-    }
-}
-
 /// Longest query text analysed on the calling thread, bytes. libpg_query recurses in C (its
 /// parser and its protobuf serialisation) about once per nesting level, a few hundred bytes of
 /// stack each; below this size even fully nested text stays far inside a 2 MiB tokio worker stack.
-const INLINE_LIMIT: usize = 2048;
+pub(super) const INLINE_LIMIT: usize = 2048;
 
 /// Longest query text analysed at all, bytes; longer text is refused (fails closed).
 pub const MAX_ANALYZED_BYTES: usize = 1024 * 1024;
@@ -357,13 +329,5 @@ mod tests {
     fn unparseable_sql_fails() {
         let err = analyze("SELEC * FROM t").expect_err("syntax error");
         assert!(err.message.contains("syntax error"), "{}", err.message);
-    }
-
-    #[test]
-    fn cache_returns_same_result() {
-        let a = Analyzer::default();
-        let first = a.analyze("SELECT 1").expect("ok");
-        let second = a.analyze("SELECT 1").expect("ok");
-        assert!(Arc::ptr_eq(&first, &second));
     }
 }

@@ -3,10 +3,12 @@
 //! identity. Unparseable SQL is never sent to the server.
 
 pub mod analysis;
+pub mod cache;
 pub mod integrity;
 pub mod kind;
 pub mod rules;
 
-pub use analysis::{Analysis, Analyzer};
+pub use analysis::Analysis;
+pub use cache::Analyzer;
 pub use kind::StatementKind;
 pub use rules::{Decision, Denial, Policy};

@@ -29,7 +29,7 @@ use crate::bpf::SockAddrExt as _;
 use crate::identity::{WorkloadIdentity, process};
 use crate::masking::{MaskCatalog, catalog::resolve_query};
 use crate::pgwire::backend::BACKEND_KEY_DATA_TAG;
-use crate::pgwire::codec::{TaggedCodec, codes};
+use crate::pgwire::codec::{READ_BUFFER, TaggedCodec, codes};
 use crate::pgwire::frontend::StartupMessage;
 use crate::pgwire::write::{self, Severity};
 use crate::policy::integrity;
@@ -325,7 +325,7 @@ async fn serve_inner(
 
     let max = ctx.max_message;
     let mut client = Client {
-        reader: FramedRead::new(reader, TaggedCodec::new(max)),
+        reader: FramedRead::with_capacity(reader, TaggedCodec::new(max), READ_BUFFER),
         writer,
     };
     let status = upstream.status;

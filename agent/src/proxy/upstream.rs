@@ -19,7 +19,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::pgwire::WireError;
 use crate::pgwire::backend::{self, ErrorFields, TransactionStatus};
-use crate::pgwire::codec::{Frame, TaggedCodec};
+use crate::pgwire::codec::{Frame, READ_BUFFER, TaggedCodec};
 use crate::pgwire::read::Reader;
 
 use super::ProxyError;
@@ -112,7 +112,7 @@ pub async fn connect(login: Login<'_>, max_message: u32) -> Result<Upstream, Pro
         }
         Some(tls) => start_tls(stream, tls).await?,
     };
-    let mut reader = FramedRead::new(reader, TaggedCodec::new(max_message));
+    let mut reader = FramedRead::with_capacity(reader, TaggedCodec::new(max_message), READ_BUFFER);
 
     let mut buf = BytesMut::new();
     let mut params = vec![("user", login.user)];

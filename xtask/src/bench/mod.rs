@@ -22,7 +22,7 @@ use crate::build::{self, Binaries};
 use crate::{setup, step};
 use pgbench::{Env, Pids, Target};
 use report::Results;
-use workload::{Script, WORKLOADS};
+use workload::{Script, WORKLOADS, Workload};
 
 /// CPU of PostgreSQL, the collector and pgbench under `--pin`.
 const SERVER_CPU: usize = 0;
@@ -44,6 +44,13 @@ pub struct Options {
     /// 3-second runs, one round, no warm-up; prints only (nothing recorded).
     #[arg(long)]
     pub quick: bool,
+    /// Only workloads whose name contains this text (e.g. `simple c1`, `wide`); with `--target`,
+    /// for profiling one path. A filtered run prints only (nothing recorded).
+    #[arg(long)]
+    pub workload: Option<String>,
+    /// Only this target: `direct`, `agent` or `pgbouncer`. Prints only (nothing recorded).
+    #[arg(long)]
+    pub target: Option<String>,
 }
 
 impl Options {
@@ -165,7 +172,7 @@ pub fn run(bins: &Binaries, options: &Options) -> anyhow::Result<()> {
     for verdict in &verdicts {
         println!("- {verdict}");
     }
-    if !options.quick {
+    if !options.quick && options.workload.is_none() && options.target.is_none() {
         let path = step::workspace_root().join("docs/benchmarks.md");
         let section = doc::section(&date, &options.command_line(), &facts, &table, &verdicts);
         doc::record(&path, &section)?;
@@ -178,10 +185,24 @@ pub fn run(bins: &Binaries, options: &Options) -> anyhow::Result<()> {
 /// Warm-up, then `rounds` rounds of every workload against every target, interleaved.
 fn measure(env: &Env<'_>, options: &Options) -> anyhow::Result<Results> {
     let duration = Duration::from_secs(options.duration);
+    let selected = |workload: &Workload| {
+        options
+            .workload
+            .as_deref()
+            .is_none_or(|w| workload.name.contains(w))
+    };
+    let targets = |workload: &Workload| {
+        Target::for_workload(workload).into_iter().filter(|t| {
+            options
+                .target
+                .as_deref()
+                .is_none_or(|name| t.label().starts_with(name))
+        })
+    };
     if !options.quick {
         println!("warming up (1 s per workload and target)");
-        for workload in &WORKLOADS {
-            for target in Target::for_workload(workload) {
+        for workload in WORKLOADS.iter().filter(|w| selected(w)) {
+            for target in targets(workload) {
                 pgbench::run(env, workload, target, Duration::from_secs(1))?;
             }
         }
@@ -189,7 +210,10 @@ fn measure(env: &Env<'_>, options: &Options) -> anyhow::Result<Results> {
     let mut results = Results::default();
     for round in 1..=options.rounds {
         for (index, workload) in WORKLOADS.iter().enumerate() {
-            for target in Target::for_workload(workload) {
+            if !selected(workload) {
+                continue;
+            }
+            for target in targets(workload) {
                 let sample = pgbench::run(env, workload, target, duration)?;
                 println!(
                     "round {round}/{}  {:<20} {:<21} {:>9.0} tps  {:>7.3} ms  {:>8} tx  \

@@ -106,33 +106,31 @@ impl Session<'_> {
     }
 
     fn on_data_row(&mut self, frame: Frame) -> Result<(), ProxyError> {
-        let plan = match self.pending.front() {
-            Some(Pending::Query(exec) | Pending::Execute(exec)) => exec.plan.as_ref(),
+        let exec = match self.pending.front_mut() {
+            Some(Pending::Query(exec) | Pending::Execute(exec)) => Some(exec),
             _ => None,
         };
-        let (out, masked) = match plan {
-            Some(plan) => match plan.apply(&frame.body).map_err(ProxyError::Upstream)? {
-                Some((bytes, n)) => (Some(bytes), n),
-                None => (None, 0),
-            },
-            None if self.catalog.is_empty() => (None, 0),
-            None => {
+        let plan = exec.as_ref().and_then(|e| e.plan.as_ref());
+        let masked = match plan {
+            Some(plan) if !plan.is_empty() => plan
+                .apply_into(&frame.body, &mut self.to_client)
+                .map_err(ProxyError::Upstream)?,
+            None if !self.catalog.is_empty() => {
                 // Rows of a shape never described while masking is on: fail closed.
                 tracing::warn!("DataRow with unknown row shape on a masked database; nulling it");
                 let values = be::parse_data_row(&frame.body).map_err(ProxyError::Upstream)?;
                 let n = values.iter().filter(|v| v.is_some()).count() as u64;
-                let mut b = bytes::BytesMut::new();
-                write::data_row(&mut b, &vec![None; values.len()]);
-                (Some(b), n)
+                write::data_row(&mut self.to_client, &vec![None; values.len()]);
+                n
+            }
+            _ => {
+                frame.write_to(&mut self.to_client);
+                0
             }
         };
-        if let Some(Pending::Query(exec) | Pending::Execute(exec)) = self.pending.front_mut() {
+        if let Some(exec) = exec {
             exec.rows += 1;
             exec.masked += masked;
-        }
-        match out {
-            Some(bytes) => self.to_client.extend_from_slice(&bytes),
-            None => frame.write_to(&mut self.to_client),
         }
         Ok(())
     }
