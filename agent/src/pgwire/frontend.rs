@@ -213,10 +213,66 @@ impl<'a> Execute<'a> {
     }
 }
 
+/// FunctionCall (PostgreSQL docs 55.7): the function's OID and how many arguments it carries.
+/// The rest of the message (argument formats and values, result format) is checked for shape and
+/// passed on unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionCall {
+    /// `pg_proc.oid` of the function.
+    pub oid: u32,
+    /// Number of arguments.
+    pub args: u16,
+}
+
+impl FunctionCall {
+    /// Parses a FunctionCall body.
+    pub fn decode(body: &Bytes) -> Result<Self, WireError> {
+        let mut r = Reader::new(body, "FunctionCall");
+        let oid = r.u32()?;
+        let formats = r.u16()?;
+        r.skip(usize::from(formats) * 2)?;
+        let args = r.u16()?;
+        for _ in 0..args {
+            let len = r.i32()?;
+            if let Ok(len) = usize::try_from(len) {
+                r.skip(len)?;
+            }
+        }
+        r.u16()?;
+        if r.remaining() != 0 {
+            return Err(WireError::Malformed {
+                message: "FunctionCall",
+                detail: "bytes after the result format",
+            });
+        }
+        Ok(Self { oid, args })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::BytesMut;
+
+    #[test]
+    fn function_call_parses_and_rejects_bad_shapes() {
+        let mut body = BytesMut::new();
+        body.extend_from_slice(&952u32.to_be_bytes()); // lo_open
+        body.extend_from_slice(&1u16.to_be_bytes());
+        body.extend_from_slice(&1u16.to_be_bytes()); // binary
+        body.extend_from_slice(&2u16.to_be_bytes());
+        for value in [16_384u32, 0x2_0000] {
+            body.extend_from_slice(&4i32.to_be_bytes());
+            body.extend_from_slice(&value.to_be_bytes());
+        }
+        body.extend_from_slice(&1u16.to_be_bytes());
+        let call = FunctionCall::decode(&body.clone().freeze()).expect("valid");
+        assert_eq!(call, FunctionCall { oid: 952, args: 2 });
+        let truncated = body[..body.len() - 3].to_vec();
+        assert!(FunctionCall::decode(&Bytes::from(truncated)).is_err());
+        body.extend_from_slice(b"x");
+        assert!(FunctionCall::decode(&body.freeze()).is_err());
+    }
 
     #[test]
     fn startup_params_parse() {

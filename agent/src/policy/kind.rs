@@ -45,6 +45,9 @@ pub enum StatementKind {
     Execute,
     /// Cursors, LISTEN/NOTIFY, VACUUM, ANALYZE, LOCK, DISCARD and other utility commands.
     Utility,
+    /// A function called through the fast-path FunctionCall message (PostgreSQL docs 55.2.6),
+    /// as libpq's large-object functions do.
+    FunctionCall,
 }
 
 impl StatementKind {
@@ -70,6 +73,7 @@ impl StatementKind {
             Self::Prepare => "prepare",
             Self::Execute => "execute",
             Self::Utility => "utility",
+            Self::FunctionCall => "function_call",
         }
     }
 }

@@ -115,6 +115,15 @@ pub enum Pending {
     Execute(Execution),
     /// Close: CloseComplete.
     Close,
+    /// The agent's own Query naming the function of a held FunctionCall (its OID is all the
+    /// message carries): RowDescription, at most one DataRow, CommandComplete (or an
+    /// ErrorResponse) and ReadyForQuery, none of them forwarded.
+    Lookup {
+        /// The function's OID.
+        oid: u32,
+        /// `schema.name(argument types)`, from the DataRow.
+        name: Option<String>,
+    },
     /// Sync: ReadyForQuery.
     Sync,
 }

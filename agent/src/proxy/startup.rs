@@ -311,6 +311,10 @@ async fn serve_inner(
         .write_all(&hello)
         .await
         .map_err(|e| ProxyError::Client(e.into()))?;
+    writer
+        .flush()
+        .await
+        .map_err(|e| ProxyError::Client(e.into()))?;
 
     audit.record(pb::event::Kind::SessionStarted(pb::SessionStarted {
         identity: Some(identity.to_audit()),

@@ -85,10 +85,10 @@ async fn next(reader: &mut UpstreamRead) -> Result<Frame, ProxyError> {
 }
 
 async fn send(writer: &mut BoxWrite, buf: BytesMut) -> Result<(), ProxyError> {
-    writer
-        .write_all(&buf)
-        .await
-        .map_err(|e| ProxyError::Upstream(WireError::Io(e)))
+    let io = |e| ProxyError::Upstream(WireError::Io(e));
+    writer.write_all(&buf).await.map_err(io)?;
+    // Over TLS the last records can still sit in the session's buffer.
+    writer.flush().await.map_err(io)
 }
 
 fn io_err(e: std::io::Error) -> ProxyError {

@@ -8,10 +8,21 @@ use postgres_protocol::message::frontend as write_fe;
 
 use super::{End, Flow, REFUSED_SQL, Session};
 use crate::pgwire::codec::Frame;
-use crate::pgwire::frontend::{self as fe, Bind, Execute, Parse, Target};
+use crate::pgwire::frontend::{self as fe, Bind, Execute, FunctionCall, Parse, Target};
 use crate::policy::{Analysis, Decision, StatementKind};
 use crate::proxy::ProxyError;
 use crate::proxy::pending::{Execution, Pending, Portal, PreparedStatement, Rejection, Undo};
+
+/// The catalog query naming the function with `oid`: `schema.name(argument types)`, quoted where
+/// needed. Schema-qualified names only, so the result does not depend on `search_path`.
+fn function_lookup_sql(oid: u32) -> String {
+    format!(
+        "SELECT pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, \
+         pg_catalog.pg_get_function_identity_arguments(p.oid)) \
+         FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+         WHERE p.oid = {oid}"
+    )
+}
 
 /// Hint sent with policy denials.
 const DENIAL_HINT: &str = "This CI identity may not run this kind of statement. Ask the \
@@ -112,21 +123,22 @@ impl Session<'_> {
                 return Ok(Flow::Stop(End::ClientTerminated));
             }
             fe::FUNCTION_CALL_TAG => {
-                // The fast-path interface runs a function by OID with no SQL to decide on.
-                let rejection = Rejection {
-                    sqlstate: "42501",
-                    rule: "fastpath".into(),
-                    message: "jitgate: the fast-path FunctionCall interface is not allowed; \
-                              call the function in a SELECT"
-                        .into(),
-                    hint: None,
-                };
-                self.statements_seen += 1;
-                self.statements_denied += 1;
-                let exec =
-                    Execution::new("<FunctionCall>".into(), "fastpath", None, Some(rejection));
-                self.substitute_query();
-                self.pending.push_back(Pending::Query(exec));
+                let call = FunctionCall::decode(&frame.body).map_err(client)?;
+                match self.function_names.get(&call.oid).cloned() {
+                    Some(name) => self.forward_function_call(&frame, &name),
+                    None => {
+                        // The message names the function by OID only: ask the server which
+                        // function that is, and hold the call (and everything after it) until
+                        // the answer is in.
+                        write_fe::query(&function_lookup_sql(call.oid), &mut self.to_server)
+                            .map_err(|e| client(e.into()))?;
+                        self.pending.push_back(Pending::Lookup {
+                            oid: call.oid,
+                            name: None,
+                        });
+                        self.held = Some(frame);
+                    }
+                }
             }
             // Flush, CopyData, CopyDone, CopyFail and anything else: the server decides.
             _ => frame.write_to(&mut self.to_server),
@@ -138,6 +150,26 @@ impl Session<'_> {
     fn substitute_query(&mut self) {
         // REFUSED_SQL has no NUL byte, so writing cannot fail.
         let _ = write_fe::query(REFUSED_SQL, &mut self.to_server);
+    }
+
+    /// Decides a FunctionCall of the function `name` and forwards it, or a refused stand-in.
+    pub(super) fn forward_function_call(&mut self, frame: &Frame, name: &str) {
+        self.statements_seen += 1;
+        let analysis = Arc::new(Analysis {
+            kinds: [StatementKind::FunctionCall].into(),
+            tables: Default::default(),
+            statements: 1,
+            integrity: None,
+        });
+        let rejection = self.decide(&analysis);
+        let text: Arc<str> = format!("FunctionCall {name}").into();
+        let exec = Execution::new(text, "fastpath", Some(analysis), rejection);
+        if exec.rejection.is_some() {
+            self.substitute_query();
+        } else {
+            frame.write_to(&mut self.to_server);
+        }
+        self.pending.push_back(Pending::Query(exec));
     }
 
     /// Analyses and decides a query string.
@@ -172,7 +204,13 @@ impl Session<'_> {
             };
             return (Some(analysis), Some(rejection));
         }
-        let rejection = match self.ctx.policy.decide(&self.identity, &analysis) {
+        let rejection = self.decide(&analysis);
+        (Some(analysis), rejection)
+    }
+
+    /// The policy's decision on an analysed statement: `None` to forward it.
+    fn decide(&mut self, analysis: &Analysis) -> Option<Rejection> {
+        let rejection = match self.ctx.policy.decide(&self.identity, analysis) {
             Decision::Deny(d) => Some(Rejection {
                 sqlstate: "42501",
                 rule: d.rule,
@@ -196,7 +234,7 @@ impl Session<'_> {
         if rejection.is_some() {
             self.statements_denied += 1;
         }
-        (Some(analysis), rejection)
+        rejection
     }
 
     fn statement(&self, name: &str) -> Arc<PreparedStatement> {

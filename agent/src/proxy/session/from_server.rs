@@ -18,6 +18,18 @@ use super::Session;
 impl Session<'_> {
     pub(super) fn on_server(&mut self, frame: Frame) -> Result<(), ProxyError> {
         let upstream = ProxyError::Upstream;
+        if matches!(self.pending.front(), Some(Pending::Lookup { .. }))
+            && matches!(
+                frame.tag,
+                be::ROW_DESCRIPTION_TAG
+                    | be::DATA_ROW_TAG
+                    | be::COMMAND_COMPLETE_TAG
+                    | be::ERROR_RESPONSE_TAG
+                    | be::READY_FOR_QUERY_TAG
+            )
+        {
+            return self.on_lookup(frame);
+        }
         match frame.tag {
             be::DATA_ROW_TAG => self.on_data_row(frame)?,
             be::ROW_DESCRIPTION_TAG => {
@@ -135,6 +147,76 @@ impl Session<'_> {
         Ok(())
     }
 
+    /// After an error in an extended-protocol message the server discards every message up to
+    /// Sync (PostgreSQL docs 55.2.3), Query and FunctionCall included: their queue entries go,
+    /// statement and portal table updates they made are undone (latest first), and a call held
+    /// for a lookup the server discarded is passed on to be discarded too.
+    fn skip_to_sync(&mut self) {
+        let mut skipped = Vec::new();
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| !matches!(p, Pending::Sync))
+        {
+            if let Some(entry) = self.pending.pop_front() {
+                skipped.push(entry);
+            }
+        }
+        for entry in skipped.into_iter().rev() {
+            match entry {
+                Pending::Parse { undo, .. } => restore(&mut self.statements, undo),
+                Pending::Bind { undo } => restore(&mut self.portals, undo),
+                Pending::Query(mut exec) => {
+                    exec.tags
+                        .push("(not run: the server skipped it after an earlier error)".into());
+                    self.record_statement(&exec);
+                }
+                Pending::Lookup { .. } => {
+                    if let Some(call) = self.held.take() {
+                        call.write_to(&mut self.to_server);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A response to the agent's own function-name lookup: read, never forwarded. Its
+    /// ReadyForQuery releases the held FunctionCall.
+    fn on_lookup(&mut self, frame: Frame) -> Result<(), ProxyError> {
+        match frame.tag {
+            be::DATA_ROW_TAG => {
+                let values = be::parse_data_row(&frame.body).map_err(ProxyError::Upstream)?;
+                if let (Some(Pending::Lookup { name, .. }), Some(Some(value))) =
+                    (self.pending.front_mut(), values.first())
+                {
+                    *name = Some(String::from_utf8_lossy(value).into_owned());
+                }
+            }
+            be::ERROR_RESPONSE_TAG => {
+                // In a failed transaction block, for one: the call will fail there too.
+                tracing::debug!("function name lookup failed");
+            }
+            be::READY_FOR_QUERY_TAG => {
+                let Some(Pending::Lookup { oid, name }) = self.pending.pop_front() else {
+                    return Ok(());
+                };
+                let name = match name {
+                    Some(name) => {
+                        self.function_names.insert(oid, name.clone());
+                        name
+                    }
+                    None => format!("function with OID {oid} (not found)"),
+                };
+                if let Some(call) = self.held.take() {
+                    self.forward_function_call(&call, &name);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn finish_describe(&mut self, frame: Frame, plan: MaskPlan) {
         if let Some(Pending::Describe { injected: true }) = self.pending.pop_front() {
             // Our own Describe: its answer is the plan of the Execute queued right after it.
@@ -173,10 +255,7 @@ impl Session<'_> {
                     }
                     _ => {}
                 }
-                while matches!(self.pending.front(), Some(p) if !matches!(p, Pending::Sync | Pending::Query(_)))
-                {
-                    self.pending.pop_front();
-                }
+                self.skip_to_sync();
             }
             None => {}
         }
@@ -204,6 +283,20 @@ fn undo_update<T>(table: &mut HashMap<String, Arc<T>>, undo: Undo<T>) {
             table.insert(name, previous);
         }
         _ => {
+            table.remove(&name);
+        }
+    }
+}
+
+/// Restores a statement or portal table entry changed by a message the server skipped: the
+/// server never saw it, so the name keeps what it had, unnamed or not.
+fn restore<T>(table: &mut HashMap<String, Arc<T>>, undo: Undo<T>) {
+    let Undo { name, previous } = undo;
+    match previous {
+        Some(previous) => {
+            table.insert(name, previous);
+        }
+        None => {
             table.remove(&name);
         }
     }

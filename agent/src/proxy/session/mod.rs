@@ -14,7 +14,7 @@ mod from_server;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Buf as _, BytesMut};
 use futures::{FutureExt as _, StreamExt as _};
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::codec::FramedRead;
@@ -62,6 +62,34 @@ enum Flow {
     Stop(End),
 }
 
+/// Bytes waiting to be sent to one side above which the agent stops reading the other side, so
+/// a peer that does not read cannot make the agent buffer without limit.
+pub const BACKPRESSURE: usize = 256 * 1024;
+
+/// One step of sending `buf`: writes some of it, or when it is empty, flushes (over TLS the
+/// last records can sit in the session's buffer after a write, until flushed). Cancel-safe: a
+/// write either happened (and says how much) or did not.
+async fn send_some(writer: &mut BoxWrite, buf: &[u8]) -> std::io::Result<usize> {
+    if buf.is_empty() {
+        writer.flush().await?;
+        return Ok(0);
+    }
+    match writer.write(buf).await? {
+        0 => Err(std::io::ErrorKind::WriteZero.into()),
+        n => Ok(n),
+    }
+}
+
+/// Drops `sent` bytes from the front of `buf`; returns whether a flush is still owed (something
+/// was written since the last one).
+fn advance(buf: &mut BytesMut, sent: usize) -> bool {
+    if sent == 0 {
+        return false;
+    }
+    buf.advance(sent);
+    true
+}
+
 /// State of one session.
 pub struct Session<'a> {
     ctx: &'a Context,
@@ -74,6 +102,11 @@ pub struct Session<'a> {
     to_client: BytesMut,
     to_server: BytesMut,
     status: TransactionStatus,
+    /// A FunctionCall waiting for its function's name ([`Pending::Lookup`]); nothing more is read
+    /// from the client until it is decided, so the order of requests is kept.
+    held: Option<Frame>,
+    /// Function names by OID, as looked up for FunctionCall (this session's catalog view).
+    function_names: HashMap<u32, String>,
     /// Statements decided.
     pub statements_seen: u64,
     /// Statements refused.
@@ -108,6 +141,8 @@ impl<'a> Session<'a> {
             to_client: BytesMut::with_capacity(64 * 1024),
             to_server: BytesMut::with_capacity(16 * 1024),
             status,
+            held: None,
+            function_names: HashMap::new(),
             statements_seen: 0,
             statements_denied: 0,
         }
@@ -137,62 +172,81 @@ impl<'a> Session<'a> {
     }
 
     /// Relays until either side ends the session.
+    ///
+    /// One loop reads and writes both sides as each is ready, so a side that is slow to read
+    /// never stops the other from being read: a server blocked sending a large result while the
+    /// agent sends it a large pipeline (or COPY data) is still drained. Reading a side pauses
+    /// while the bytes waiting to go the other way exceed [`BACKPRESSURE`], which bounds a
+    /// session's memory whatever its peers do.
     pub async fn run(
         &mut self,
         client: &mut Client,
         upstream: &mut Upstream,
     ) -> Result<End, ProxyError> {
+        let mut flush_server = false;
+        let mut flush_client = false;
         loop {
-            let flow = tokio::select! {
-                frame = client.reader.next() => {
+            let read_client = self.held.is_none() && self.to_server.len() < BACKPRESSURE;
+            let read_server = self.to_client.len() < BACKPRESSURE;
+            let send_server = !self.to_server.is_empty() || flush_server;
+            let send_client = !self.to_client.is_empty() || flush_client;
+            tokio::select! {
+                frame = client.reader.next(), if read_client => {
                     let mut flow = self.client_frame(frame)?;
-                    while matches!(flow, Flow::Continue) {
+                    while matches!(flow, Flow::Continue)
+                        && self.held.is_none()
+                        && self.to_server.len() < BACKPRESSURE
+                    {
                         match client.reader.next().now_or_never() {
                             Some(frame) => flow = self.client_frame(frame)?,
                             None => break,
                         }
                     }
-                    flow
+                    if let Flow::Stop(end) = flow {
+                        self.finish(client, upstream).await?;
+                        return Ok(end);
+                    }
                 }
-                frame = upstream.reader.next() => {
+                frame = upstream.reader.next(), if read_server => {
                     let mut flow = self.server_frame(frame)?;
-                    while matches!(flow, Flow::Continue) {
+                    while matches!(flow, Flow::Continue) && self.to_client.len() < BACKPRESSURE {
                         match upstream.reader.next().now_or_never() {
                             Some(frame) => flow = self.server_frame(frame)?,
                             None => break,
                         }
                     }
-                    flow
+                    if let Flow::Stop(end) = flow {
+                        self.finish(client, upstream).await?;
+                        return Ok(end);
+                    }
                 }
-            };
-            self.flush(client, upstream).await?;
-            if let Flow::Stop(end) = flow {
-                return Ok(end);
+                sent = send_some(&mut upstream.writer, &self.to_server), if send_server => {
+                    let sent = sent.map_err(|e| ProxyError::Upstream(WireError::Io(e)))?;
+                    flush_server = advance(&mut self.to_server, sent);
+                }
+                sent = send_some(&mut client.writer, &self.to_client), if send_client => {
+                    let sent = sent.map_err(|e| ProxyError::Client(WireError::Io(e)))?;
+                    flush_client = advance(&mut self.to_client, sent);
+                }
             }
         }
     }
 
-    async fn flush(
+    /// Sends everything still buffered, to the server first, then to the client, at the end of
+    /// a session (a Terminate to pass on, a last result to deliver).
+    async fn finish(
         &mut self,
         client: &mut Client,
         upstream: &mut Upstream,
     ) -> Result<(), ProxyError> {
-        if !self.to_server.is_empty() {
-            upstream
-                .writer
-                .write_all(&self.to_server)
-                .await
-                .map_err(|e| ProxyError::Upstream(WireError::Io(e)))?;
-            self.to_server.clear();
-        }
-        if !self.to_client.is_empty() {
-            client
-                .writer
-                .write_all(&self.to_client)
-                .await
-                .map_err(|e| ProxyError::Client(WireError::Io(e)))?;
-            self.to_client.clear();
-        }
+        let up = |e| ProxyError::Upstream(WireError::Io(e));
+        upstream.writer.write_all(&self.to_server).await.map_err(up)?;
+        upstream.writer.flush().await.map_err(up)?;
+        self.to_server.clear();
+        let down = |e| ProxyError::Client(WireError::Io(e));
+        client.writer.write_all(&self.to_client).await.map_err(down)?;
+        client.writer.flush().await.map_err(down)?;
+        self.to_client.clear();
         Ok(())
     }
 
