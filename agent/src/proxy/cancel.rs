@@ -93,10 +93,19 @@ struct Entry {
     target: CancelTarget,
 }
 
-/// The agent keys of all live sessions, keyed by process id (unique among live sessions).
+/// The live sessions' keys: by agent process id (unique among live sessions), and the agent
+/// process id by (upstream address, server process id), to translate the process ids in
+/// NotificationResponse.
+#[derive(Debug, Default)]
+struct Live {
+    by_pid: HashMap<u32, Entry>,
+    by_server: HashMap<(SocketAddr, u32), u32>,
+}
+
+/// The agent keys of all live sessions.
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
-    live: Mutex<HashMap<u32, Entry>>,
+    live: Mutex<Live>,
 }
 
 impl CancelRegistry {
@@ -105,7 +114,7 @@ impl CancelRegistry {
         Self::default()
     }
 
-    fn live(&self) -> MutexGuard<'_, HashMap<u32, Entry>> {
+    fn live(&self) -> MutexGuard<'_, Live> {
         // Nothing panics while the lock is held; a poisoned map is still consistent.
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -128,11 +137,15 @@ impl CancelRegistry {
                 continue;
             }
             let mut live = self.live();
-            if let std::collections::hash_map::Entry::Vacant(slot) = live.entry(key.pid) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = live.by_pid.entry(key.pid) {
+                let upstream = target.upstream;
                 slot.insert(Entry {
                     secret: key.secret,
                     target,
                 });
+                if let Some(server_pid) = server_pid {
+                    live.by_server.insert((upstream, server_pid), key.pid);
+                }
                 return Ok(Registration {
                     registry: self,
                     key,
@@ -145,6 +158,7 @@ impl CancelRegistry {
     /// Where a cancel with `key` goes: `Some` only when a live session has this pid and secret.
     pub fn lookup(&self, key: BackendKey) -> Option<CancelTarget> {
         self.live()
+            .by_pid
             .get(&key.pid)
             .filter(|entry| entry.secret == key.secret)
             .map(|entry| entry.target.clone())
@@ -153,7 +167,14 @@ impl CancelRegistry {
     /// Whether a live session has `pid` (whatever the secret); for the log line of a refused
     /// cancel.
     fn has_pid(&self, pid: u32) -> bool {
-        self.live().contains_key(&pid)
+        self.live().by_pid.contains_key(&pid)
+    }
+
+    /// The process id the agent gave the client of the live session whose upstream backend at
+    /// `upstream` has process id `server_pid`; `None` for a backend no live session of this
+    /// agent uses.
+    pub fn agent_pid(&self, upstream: SocketAddr, server_pid: u32) -> Option<u32> {
+        self.live().by_server.get(&(upstream, server_pid)).copied()
     }
 }
 
@@ -173,7 +194,12 @@ impl Registration<'_> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.registry.live().remove(&self.key.pid);
+        let mut live = self.registry.live();
+        if let Some(entry) = live.by_pid.remove(&self.key.pid)
+            && let Some(server_pid) = entry.target.server_pid()
+        {
+            live.by_server.remove(&(entry.target.upstream, server_pid));
+        }
     }
 }
 
@@ -248,6 +274,23 @@ mod tests {
         };
         assert_eq!(registry.lookup(key), None, "a stale key cancels nothing");
         assert!(!registry.has_pid(key.pid));
+        assert_eq!(registry.agent_pid(target(5432, 1).upstream, 1), None);
+    }
+
+    #[test]
+    fn server_pids_translate_to_agent_pids_per_upstream() {
+        let registry = CancelRegistry::new();
+        let a = registry.register(target(5432, 77)).expect("register");
+        let b = registry.register(target(5433, 77)).expect("register");
+        assert_eq!(
+            registry.agent_pid(target(5432, 0).upstream, 77),
+            Some(a.key().pid)
+        );
+        assert_eq!(
+            registry.agent_pid(target(5433, 0).upstream, 77),
+            Some(b.key().pid)
+        );
+        assert_eq!(registry.agent_pid(target(5432, 0).upstream, 78), None);
     }
 
     #[test]

@@ -334,6 +334,9 @@ async fn serve_inner(
     };
     let status = upstream.status;
     let mut session = Session::new(ctx, identity, catalog, audit, status);
+    if registration.is_some() {
+        session.translate_notifications(original);
+    }
     let result = session.run(&mut client, &mut upstream).await;
     if let Err(e) = &result {
         // Tell the client why its session ends; it may already be gone.

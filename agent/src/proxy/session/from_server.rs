@@ -85,6 +85,7 @@ impl Session<'_> {
                 frame.write_to(&mut self.to_client);
             }
             be::ERROR_RESPONSE_TAG => self.on_error(frame)?,
+            be::NOTIFICATION_RESPONSE_TAG => self.on_notification(frame),
             be::PARAMETER_STATUS_TAG => {
                 let (name, value) = be::parse_parameter_status(&frame.body).map_err(upstream)?;
                 if integrity::violates(name, value) == Some(true) {
@@ -178,6 +179,26 @@ impl Session<'_> {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// NotificationResponse: `Int32` process id of the notifying backend, channel, payload
+    /// (PostgreSQL docs 55.7). A backend of one of the agent's sessions is named by the id that
+    /// session's client was given; any other is passed on as it is.
+    fn on_notification(&mut self, frame: Frame) {
+        let translated = self.upstream_addr.and_then(|addr| {
+            let pid = u32::from_be_bytes(*frame.body.first_chunk::<4>()?);
+            self.ctx.cancels.agent_pid(addr, pid)
+        });
+        match translated {
+            Some(pid) => {
+                self.to_client.extend_from_slice(&[frame.tag]);
+                let len = u32::try_from(frame.body.len() + 4).unwrap_or(u32::MAX);
+                self.to_client.extend_from_slice(&len.to_be_bytes());
+                self.to_client.extend_from_slice(&pid.to_be_bytes());
+                self.to_client.extend_from_slice(&frame.body[4..]);
+            }
+            None => frame.write_to(&mut self.to_client),
         }
     }
 

@@ -107,6 +107,9 @@ pub struct Session<'a> {
     held: Option<Frame>,
     /// Function names by OID, as looked up for FunctionCall (this session's catalog view).
     function_names: HashMap<u32, String>,
+    /// The server address, when clients were given agent cancel keys: NotificationResponse
+    /// process ids of the agent's sessions there are then translated to the agent's ids.
+    upstream_addr: Option<std::net::SocketAddr>,
     /// Statements decided.
     pub statements_seen: u64,
     /// Statements refused.
@@ -143,9 +146,17 @@ impl<'a> Session<'a> {
             status,
             held: None,
             function_names: HashMap::new(),
+            upstream_addr: None,
             statements_seen: 0,
             statements_denied: 0,
         }
+    }
+
+    /// Translates the process ids of NotificationResponse from backends of the server at
+    /// `upstream` to the ids the agent gave those sessions' clients (BackendKeyData), so a client
+    /// can tell its own notifications from others' as it would with the server.
+    pub fn translate_notifications(&mut self, upstream: std::net::SocketAddr) {
+        self.upstream_addr = Some(upstream);
     }
 
     /// The audit trail, to record the session's end.
@@ -240,11 +251,19 @@ impl<'a> Session<'a> {
         upstream: &mut Upstream,
     ) -> Result<(), ProxyError> {
         let up = |e| ProxyError::Upstream(WireError::Io(e));
-        upstream.writer.write_all(&self.to_server).await.map_err(up)?;
+        upstream
+            .writer
+            .write_all(&self.to_server)
+            .await
+            .map_err(up)?;
         upstream.writer.flush().await.map_err(up)?;
         self.to_server.clear();
         let down = |e| ProxyError::Client(WireError::Io(e));
-        client.writer.write_all(&self.to_client).await.map_err(down)?;
+        client
+            .writer
+            .write_all(&self.to_client)
+            .await
+            .map_err(down)?;
         client.writer.flush().await.map_err(down)?;
         self.to_client.clear();
         Ok(())
