@@ -107,6 +107,11 @@ pub struct AgentSection {
     /// Largest accepted protocol message, bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: u32,
+    /// Most client sessions served at once; more are refused with SQLSTATE 53300. With each
+    /// session's buffers bounded (read buffers, [`crate::proxy::session::BACKPRESSURE`] each way
+    /// and one message of at most `max_message_bytes`), this bounds the agent's memory.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Directory of the local CA (`ca.crt`, `ca.key`; `jitgate-agent ca init`). When set, clients
     /// asking for TLS get it, with a certificate for the protected destination's names; when
     /// absent, SSLRequest is answered 'N'.
@@ -116,6 +121,10 @@ pub struct AgentSection {
 
 fn default_pin_dir() -> PathBuf {
     PathBuf::from("/sys/fs/bpf/jitgate")
+}
+
+fn default_max_connections() -> usize {
+    1024
 }
 
 fn default_max_message() -> u32 {

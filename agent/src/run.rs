@@ -159,6 +159,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
         audit: audit.clone(),
         runner_cgroup,
         max_message: config.agent.max_message_bytes,
+        max_connections: config.agent.max_connections,
+        connections: Arc::new(tokio::sync::Semaphore::new(config.agent.max_connections)),
         cancels: CancelRegistry::new(),
     });
     tracing::info!(%listen_v4, ?listen_v6, cgroup = %ctx.runner_cgroup, "agent ready");

@@ -101,6 +101,10 @@ pub struct Context {
     pub runner_cgroup: String,
     /// Largest accepted message, bytes.
     pub max_message: u32,
+    /// Most client sessions served at once.
+    pub max_connections: usize,
+    /// One permit per client session being served.
+    pub connections: Arc<tokio::sync::Semaphore>,
     /// The cancel keys of the live sessions.
     pub cancels: cancel::CancelRegistry,
 }
