@@ -37,6 +37,11 @@ pub const CI_ROLE: &str = "jitgate_ci";
 pub const SHOP_DB: &str = "shop";
 /// Deny rule id in the stack's config.
 pub const DENY_RULE: &str = "ci-no-ddl";
+/// Object id (`sub`) of a second service principal, denied the fast-path FunctionCall by rule
+/// [`FASTPATH_RULE`]; the stack's own token is not.
+pub const NO_FASTPATH_OBJECT_ID: &str = "fa57fa57-0000-4abc-9def-0123456789ab";
+/// Id of the rule denying `function_call` to [`NO_FASTPATH_OBJECT_ID`].
+pub const FASTPATH_RULE: &str = "ci-no-fastpath";
 
 /// A running stack.
 pub struct Stack {
@@ -146,6 +151,12 @@ id = "{DENY_RULE}"
 match = {{ iss = "{issuer}" }}
 deny = ["ddl", "truncate"]
 reason = "schema changes go through the migration pipeline"
+
+[[rules]]
+id = "{FASTPATH_RULE}"
+match = {{ sub = "{NO_FASTPATH_OBJECT_ID}" }}
+deny = ["function_call"]
+reason = "this job has no business with large objects"
 "#,
         cgroup = cgroup.display(),
         pins = pin_dir.display(),

@@ -210,3 +210,45 @@ fn psql_cancel_on_sigint() {
             && outcome.stdout.contains("cancelled quickly: true")
     });
 }
+
+/// Peak resident memory of `pid` (`VmHWM` in /proc/PID/status), KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("agent status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// 200 MB out with COPY TO STDOUT and 200 MB in with `\copy FROM PROGRAM` through the agent: the
+/// data streams, so the agent's peak memory barely moves, and the same rows arrive as directly.
+#[test]
+fn large_copies_stream_through_the_agent_in_bounded_memory() {
+    let Some(conformance) = conformance() else {
+        return;
+    };
+    const ROWS: u32 = 200_000;
+    let script = format!(
+        "\\o /dev/null\n\
+         COPY (SELECT i, repeat('w', 1000) FROM generate_series(1, {ROWS}) i) TO STDOUT;\n\
+         \\o\n\
+         \\copy conf_log (note) FROM PROGRAM 'yes {line} | head -n {ROWS}'\n\
+         SELECT count(*) FROM conf_log WHERE length(note) = 1000;\n",
+        line = "x".repeat(1000),
+    );
+    let agent = conformance.stack.agent.pid().expect("agent running");
+    let before = peak_rss_kib(agent);
+    conformance.compare(
+        "large copies",
+        &[PLAIN_DB],
+        |side, db| psql(&conformance, side, db, &script),
+        verbatim,
+        |outcome| outcome.stdout.contains(&ROWS.to_string()),
+    );
+    let grown_mib = peak_rss_kib(agent).saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 64,
+        "the agent's peak memory grew by {grown_mib} MiB relaying 400 MB of COPY data"
+    );
+}

@@ -207,3 +207,106 @@ fn extended_protocol_through_the_agent_with_pgbench() {
         );
     }
 }
+
+/// psql's `\lo_import` and `\lo_export` call libpq's large-object functions through the
+/// fast-path FunctionCall message: decided under policy by function name like any statement.
+#[test]
+fn fastpath_function_calls_are_decided_by_policy_with_the_function_named() {
+    let Some(stack) = stack() else { return };
+    let data = stack.dir.path().join("blob.txt");
+    std::fs::write(&data, "large object body\n".repeat(1000)).expect("data file");
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let export = stack.dir.path().join("export");
+    std::fs::create_dir(&export).expect("export dir");
+    std::fs::set_permissions(&export, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+        .expect("chmod");
+    let exported = export.join("blob.out");
+    let script = format!(
+        "\\lo_import {data}\n\
+         SELECT md5(lo_get(:LASTOID)) = md5(repeat(E'large object body\\n', 1000)) AS same;\n\
+         \\lo_export :LASTOID {out}\n\
+         \\lo_unlink :LASTOID\n\
+         SELECT count(*) FROM customers;\n",
+        data = data.display(),
+        out = exported.display(),
+    );
+    let run = |token: &std::path::Path| {
+        use std::io::Write as _;
+        use std::process::Stdio;
+        let mut command = stack.job("psql", false);
+        command
+            .env("AZURE_FEDERATED_TOKEN_FILE", token)
+            .args(stack.psql_args())
+            .args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("psql spawns");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(script.as_bytes())
+            .expect("script written");
+        child.wait_with_output().expect("psql finishes")
+    };
+
+    // Allowed for the stack's identity: the large object goes in and out intact.
+    let out = run(&stack.token_file);
+    assert!(
+        text(&out.stdout).lines().any(|l| l == "t"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&exported).expect("exported file"),
+        "large object body\n".repeat(1000)
+    );
+    assert!(
+        text(&out.stdout).trim_end().ends_with("20"),
+        "{}",
+        describe(&out)
+    );
+
+    // Denied for another service principal by rule: 42501 naming the rule, session goes on.
+    let claims = jitgate_tests::claims::entra_sp_claims(
+        jitgate_tests::stack::TENANT,
+        APP_ID,
+        jitgate_tests::stack::NO_FASTPATH_OBJECT_ID,
+        jitgate_tests::stack::AUDIENCE,
+        Duration::from_secs(600),
+    );
+    let other = stack.dir.path().join("no-fastpath.jwt");
+    std::fs::write(&other, stack.issuer.token(&claims).expect("token")).expect("token file");
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let out = run(&other);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(jitgate_tests::stack::FASTPATH_RULE) && stderr.contains("FUNCTION_CALL"),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stdout).trim_end().ends_with("20"),
+        "the session went on: {}",
+        describe(&out)
+    );
+    let events = events_with(&stack, "FunctionCall pg_catalog.lo_");
+    let denied = events
+        .iter()
+        .find(|e| e["statement"]["decision"] == "denied")
+        .expect("a denied FunctionCall event");
+    assert_eq!(
+        denied["statement"]["rule"],
+        jitgate_tests::stack::FASTPATH_RULE
+    );
+    assert_eq!(denied["statement"]["protocol"], "fastpath");
+    assert!(
+        denied["statement"]["kinds"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "function_call")),
+        "{denied}"
+    );
+}
