@@ -10,7 +10,9 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use jitgate_agent::pgwire::codec::{StartupCodec, StartupFrame, TaggedCodec, codes};
-use jitgate_agent::pgwire::frontend::{Bind, Execute, Parse, StartupMessage, Target, parse_query};
+use jitgate_agent::pgwire::frontend::{
+    Bind, Execute, FunctionCall, Parse, StartupMessage, Target, parse_query,
+};
 use tokio_util::codec::Decoder;
 
 use crate::{MAX_FRAME, round_trip};
@@ -102,6 +104,9 @@ fn message_bodies(body: &Bytes) {
     }
     if let Ok(execute) = Execute::decode(body) {
         assert!(execute.portal.len() + 5 <= body.len());
+    }
+    if let Ok(call) = FunctionCall::decode(body) {
+        assert!(8 + 4 * usize::from(call.args) <= body.len());
     }
     if let Ok(startup) = StartupMessage::decode(body) {
         black_box(startup);
