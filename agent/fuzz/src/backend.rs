@@ -81,7 +81,10 @@ fn mask(plan: &MaskPlan, body: &Bytes) {
         assert!(out.is_empty(), "a refused row left bytes behind");
         return;
     };
-    assert!(replaced <= 1 + body.len() as u64, "more replacements than values");
+    assert!(
+        replaced <= 1 + body.len() as u64,
+        "more replacements than values"
+    );
     assert_eq!(out.first(), Some(&b'D'));
     let declared = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
     assert_eq!(declared + 1, out.len(), "rewritten DataRow length word");
