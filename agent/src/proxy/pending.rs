@@ -59,6 +59,9 @@ pub struct Execution {
     pub sqlstate: Option<String>,
     /// When the request was forwarded.
     pub started: Instant,
+    /// CopyDone/CopyFail sent by the client before this request: if it starts a COPY-in, the
+    /// copy ends with the next one, and Syncs sent before that are ignored by the server.
+    pub copy_ends: u64,
     /// Masking plan for the current result: set by each RowDescription of a simple Query, and
     /// by the answer to the Describe the agent sends before each Execute on a masked database.
     pub plan: Option<MaskPlan>,
@@ -82,6 +85,7 @@ impl Execution {
             tags: Vec::new(),
             sqlstate: None,
             started: Instant::now(),
+            copy_ends: 0,
             plan: None,
         }
     }
@@ -124,8 +128,13 @@ pub enum Pending {
         /// `schema.name(argument types)`, from the DataRow.
         name: Option<String>,
     },
-    /// Sync: ReadyForQuery.
-    Sync,
+    /// Sync: ReadyForQuery. `copy_ends` is how many CopyDone/CopyFail the client had sent
+    /// before this Sync: a Sync the server receives while in COPY-in is ignored by it, which
+    /// the agent learns from the CopyInResponse (see `Execution::copy_ends`).
+    Sync {
+        /// CopyDone/CopyFail sent by the client before this Sync.
+        copy_ends: u64,
+    },
 }
 
 /// How to undo an optimistic update of the statement or portal table when the server rejects

@@ -310,3 +310,70 @@ fn fastpath_function_calls_are_decided_by_policy_with_the_function_named() {
         "{denied}"
     );
 }
+
+/// A Sync sent during COPY-in is ignored by the server; an agent that waited for its answer
+/// would match later responses to the wrong requests and could let a FunctionCall through
+/// undecided. After an extended COPY, a denied FunctionCall is still denied and nothing runs.
+#[test]
+fn a_denied_fastpath_call_after_an_extended_copy_is_still_denied() {
+    let Some(stack) = stack() else { return };
+    let claims = jitgate_tests::claims::entra_sp_claims(
+        jitgate_tests::stack::TENANT,
+        APP_ID,
+        jitgate_tests::stack::NO_FASTPATH_OBJECT_ID,
+        jitgate_tests::stack::AUDIENCE,
+        Duration::from_secs(600),
+    );
+    let token = stack.dir.path().join("no-fastpath.jwt");
+    std::fs::write(&token, stack.issuer.token(&claims).expect("token")).expect("token file");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let script = jitgate_tests::python::scripts_dir().join("fastpath_after_copy.py");
+    let out = stack
+        .job("python3", false)
+        .env("AZURE_FEDERATED_TOKEN_FILE", &token)
+        .arg(&script)
+        .args([
+            "127.0.0.1",
+            &stack.pg.port().to_string(),
+            "shop",
+            jitgate_tests::stack::CI_ROLE,
+        ])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let result: Value = serde_json::from_str(text(&out.stdout).trim()).expect("one JSON object");
+    assert_eq!(result["copy_start"]["messages"], "12G", "{result}");
+    assert_eq!(result["copy_end"]["messages"], "CZ", "{result}");
+    assert_eq!(result["division"]["messages"], "EZ", "{result}");
+    assert_eq!(
+        result["division"]["errors"][0]["sqlstate"], "22012",
+        "{result}"
+    );
+    assert_eq!(
+        result["function_call"]["messages"], "EZ",
+        "the call is answered by the agent's denial only: {result}"
+    );
+    assert_eq!(
+        result["function_call"]["errors"][0]["sqlstate"], "42501",
+        "{result}"
+    );
+    assert!(
+        result["function_call"]["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(jitgate_tests::stack::FASTPATH_RULE)),
+        "{result}"
+    );
+    assert_eq!(
+        result["after"]["messages"], "TDCZ",
+        "the session is in step: {result}"
+    );
+    let created = stack
+        .pg
+        .psql_superuser_in(
+            jitgate_tests::stack::SHOP_DB,
+            "SELECT count(*) FROM pg_largeobject_metadata WHERE oid = 525252;",
+        )
+        .expect("superuser query");
+    assert_eq!(created.trim(), "0", "the denied lo_create did not run");
+}

@@ -35,7 +35,8 @@ impl Session<'_> {
             fe::QUERY_TAG => {
                 let sql = fe::parse_query(&frame.body).map_err(client)?;
                 let (analysis, rejection) = self.judge(sql);
-                let exec = Execution::new(sql.into(), "simple", analysis, rejection);
+                let mut exec = Execution::new(sql.into(), "simple", analysis, rejection);
+                exec.copy_ends = self.copy_ends;
                 if exec.rejection.is_some() {
                     self.substitute_query();
                 } else {
@@ -44,6 +45,7 @@ impl Session<'_> {
                 self.pending.push_back(Pending::Query(exec));
             }
             fe::PARSE_TAG => {
+                self.batch_open = true;
                 let parse = Parse::decode(&frame.body).map_err(client)?;
                 let (analysis, rejection) = self.judge(parse.query);
                 let statement = Arc::new(PreparedStatement {
@@ -69,6 +71,7 @@ impl Session<'_> {
                 self.pending.push_back(Pending::Parse { rejection, undo });
             }
             fe::BIND_TAG => {
+                self.batch_open = true;
                 let bind = Bind::decode(&frame.body).map_err(client)?;
                 let statement = self.statement(bind.statement);
                 let previous = self
@@ -83,12 +86,14 @@ impl Session<'_> {
                 });
             }
             fe::DESCRIBE_TAG => {
+                self.batch_open = true;
                 Target::decode(&frame.body, "Describe").map_err(client)?;
                 frame.write_to(&mut self.to_server);
                 self.pending
                     .push_back(Pending::Describe { injected: false });
             }
             fe::EXECUTE_TAG => {
+                self.batch_open = true;
                 let execute = Execute::decode(&frame.body).map_err(client)?;
                 let portal = self.portal(execute.portal);
                 if !self.catalog.is_empty() {
@@ -100,15 +105,25 @@ impl Session<'_> {
                     self.pending.push_back(Pending::Describe { injected: true });
                 }
                 let s = &portal.statement;
-                let execution = Execution::new(s.sql.clone(), "extended", s.analysis.clone(), None);
+                let mut execution =
+                    Execution::new(s.sql.clone(), "extended", s.analysis.clone(), None);
+                execution.copy_ends = self.copy_ends;
                 frame.write_to(&mut self.to_server);
                 self.pending.push_back(Pending::Execute(execution));
             }
             fe::SYNC_TAG => {
                 frame.write_to(&mut self.to_server);
-                self.pending.push_back(Pending::Sync);
+                self.batch_open = false;
+                self.pending.push_back(Pending::Sync {
+                    copy_ends: self.copy_ends,
+                });
+            }
+            fe::COPY_DONE_TAG | fe::COPY_FAIL_TAG => {
+                frame.write_to(&mut self.to_server);
+                self.copy_ends += 1;
             }
             fe::CLOSE_TAG => {
+                self.batch_open = true;
                 let t = Target::decode(&frame.body, "Close").map_err(client)?;
                 if t.kind == b'S' {
                     self.statements.remove(t.name);
@@ -126,6 +141,11 @@ impl Session<'_> {
                 let call = FunctionCall::decode(&frame.body).map_err(client)?;
                 match self.function_names.get(&call.oid).cloned() {
                     Some(name) => self.forward_function_call(&frame, &name),
+                    None if self.batch_open => {
+                        // A lookup Query here would end the batch's implicit transaction and
+                        // its unnamed statement; refusing behaves as a failing call would.
+                        self.refuse_function_call(call.oid);
+                    }
                     None => {
                         // The message names the function by OID only: ask the server which
                         // function that is, and hold the call (and everything after it) until
@@ -163,12 +183,34 @@ impl Session<'_> {
         });
         let rejection = self.decide(&analysis);
         let text: Arc<str> = format!("FunctionCall {name}").into();
-        let exec = Execution::new(text, "fastpath", Some(analysis), rejection);
+        let mut exec = Execution::new(text, "fastpath", Some(analysis), rejection);
+        exec.copy_ends = self.copy_ends;
         if exec.rejection.is_some() {
             self.substitute_query();
         } else {
             frame.write_to(&mut self.to_server);
         }
+        self.pending.push_back(Pending::Query(exec));
+    }
+
+    /// Refuses a FunctionCall of a function not yet named in this session, sent inside an
+    /// extended-query batch (before Sync), where the agent cannot look the name up.
+    fn refuse_function_call(&mut self, oid: u32) {
+        self.statements_seen += 1;
+        self.statements_denied += 1;
+        let rejection = Rejection {
+            sqlstate: "0A000",
+            rule: "fastpath-in-batch".into(),
+            message: format!(
+                "jitgate: a FunctionCall (function OID {oid}) inside an extended-query batch is \
+                 not supported; send Sync before it"
+            ),
+            hint: None,
+        };
+        let text: Arc<str> = format!("FunctionCall function with OID {oid}").into();
+        let mut exec = Execution::new(text, "fastpath", None, Some(rejection));
+        exec.copy_ends = self.copy_ends;
+        self.substitute_query();
         self.pending.push_back(Pending::Query(exec));
     }
 
@@ -209,7 +251,7 @@ impl Session<'_> {
     }
 
     /// The policy's decision on an analysed statement: `None` to forward it.
-    fn decide(&mut self, analysis: &Analysis) -> Option<Rejection> {
+    pub(super) fn decide(&mut self, analysis: &Analysis) -> Option<Rejection> {
         let rejection = match self.ctx.policy.decide(&self.identity, analysis) {
             Decision::Deny(d) => Some(Rejection {
                 sqlstate: "42501",

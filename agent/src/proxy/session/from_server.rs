@@ -86,6 +86,10 @@ impl Session<'_> {
             }
             be::ERROR_RESPONSE_TAG => self.on_error(frame)?,
             be::NOTIFICATION_RESPONSE_TAG => self.on_notification(frame),
+            be::COPY_IN_RESPONSE_TAG => {
+                self.drop_syncs_sent_during_copy_in();
+                frame.write_to(&mut self.to_client);
+            }
             be::PARAMETER_STATUS_TAG => {
                 let (name, value) = be::parse_parameter_status(&frame.body).map_err(upstream)?;
                 if integrity::violates(name, value) == Some(true) {
@@ -101,7 +105,7 @@ impl Session<'_> {
                 self.status = TransactionStatus::parse(&frame.body).map_err(upstream)?;
                 match self.pending.pop_front() {
                     Some(Pending::Query(exec)) => self.record_statement(&exec),
-                    Some(Pending::Sync) | None => {}
+                    Some(Pending::Sync { .. }) | None => {}
                     Some(other) => {
                         // The server ended a request the queue thought still open: the queue
                         // is out of step, which is a bug; drop everything up to this point.
@@ -157,7 +161,7 @@ impl Session<'_> {
         while self
             .pending
             .front()
-            .is_some_and(|p| !matches!(p, Pending::Sync))
+            .is_some_and(|p| !matches!(p, Pending::Sync { .. }))
         {
             if let Some(entry) = self.pending.pop_front() {
                 skipped.push(entry);
@@ -172,11 +176,7 @@ impl Session<'_> {
                         .push("(not run: the server skipped it after an earlier error)".into());
                     self.record_statement(&exec);
                 }
-                Pending::Lookup { .. } => {
-                    if let Some(call) = self.held.take() {
-                        call.write_to(&mut self.to_server);
-                    }
-                }
+                Pending::Lookup { oid, .. } => self.release_skipped_call(oid),
                 _ => {}
             }
         }
@@ -200,6 +200,48 @@ impl Session<'_> {
             }
             None => frame.write_to(&mut self.to_client),
         }
+    }
+
+    /// The server entered COPY-in for the request at the front of the queue. Until the client's
+    /// next CopyDone or CopyFail it ignores Sync (PostgreSQL docs 55.2.6), so the Syncs the
+    /// client sent before that one will never be answered: their queue entries go, or every
+    /// later ReadyForQuery would be matched to the wrong request.
+    fn drop_syncs_sent_during_copy_in(&mut self) {
+        let copy_ends = match self.pending.front() {
+            Some(Pending::Query(exec) | Pending::Execute(exec)) => exec.copy_ends,
+            _ => return,
+        };
+        let mut index = 1;
+        while index < self.pending.len() {
+            if matches!(self.pending.get(index), Some(Pending::Sync { copy_ends: c }) if *c == copy_ends)
+            {
+                self.pending.remove(index);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// A FunctionCall held for a lookup the server skipped (an error earlier in the batch): the
+    /// server skips the call as well, so it gets no queue entry; it is still decided, and sent
+    /// only when allowed, so an undecided call never reaches the server.
+    fn release_skipped_call(&mut self, oid: u32) {
+        let Some(call) = self.held.take() else {
+            return;
+        };
+        let analysis = crate::policy::Analysis {
+            kinds: [crate::policy::StatementKind::FunctionCall].into(),
+            tables: Default::default(),
+            statements: 1,
+            integrity: None,
+        };
+        if self.decide(&analysis).is_none() {
+            call.write_to(&mut self.to_server);
+        }
+        tracing::debug!(
+            oid,
+            "FunctionCall skipped by the server after an earlier error"
+        );
     }
 
     /// A response to the agent's own function-name lookup: read, never forwarded. Its
