@@ -7,6 +7,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Largest gRPC message accepted from an agent (an `EventBatch`; agents send at most 1 MiB of
+/// events per batch) or sent to the CLI (a session's events), bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 use jitgate_proto::audit::v1::{
     audit_ingest_server::AuditIngestServer, audit_query_server::AuditQueryServer,
 };
@@ -69,8 +73,8 @@ pub async fn serve(
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE))
         .tcp_nodelay(true)
-        .add_service(AuditIngestServer::new(ingest))
-        .add_service(AuditQueryServer::new(query))
+        .add_service(AuditIngestServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(AuditQueryServer::new(query).max_encoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             shutdown.clone().cancelled_owned(),

@@ -27,6 +27,31 @@ pub const WINDOW: usize = 4096;
 pub const LINGER: Duration = Duration::from_millis(5);
 /// A batch this large is sent at once, without waiting for [`LINGER`] to pass.
 pub const BATCH: usize = 256;
+/// Most encoded bytes of events in one `EventBatch` message (a single larger event is sent
+/// alone); statement texts in events are capped well below it.
+pub const BATCH_BYTES: usize = 1024 * 1024;
+
+/// `events` as `EventBatch` messages of at most [`BATCH`] events and [`BATCH_BYTES`] bytes.
+fn batches<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<EventBatch> {
+    let mut out = Vec::new();
+    let mut current = EventBatch::default();
+    let mut bytes = 0;
+    for event in events {
+        let size = prost::Message::encoded_len(event);
+        if !current.events.is_empty()
+            && (current.events.len() >= BATCH || bytes + size > BATCH_BYTES)
+        {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.events.push(event.clone());
+    }
+    if !current.events.is_empty() {
+        out.push(current);
+    }
+    out
+}
 /// First wait before reconnecting.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest wait between reconnection attempts.
@@ -149,12 +174,8 @@ impl Delivery {
         let channel = self.endpoint.connect().await.map_err(Disconnect::Connect)?;
         let mut client = AuditIngestClient::new(channel);
         let (out, rx) = mpsc::channel::<EventBatch>(WINDOW);
-        let (front, back) = self.inflight.as_slices();
-        for chunk in front.chunks(BATCH).chain(back.chunks(BATCH)) {
-            out.try_send(EventBatch {
-                events: chunk.to_vec(),
-            })
-            .map_err(|_| Disconnect::RequestClosed)?;
+        for batch in batches(&self.inflight) {
+            out.try_send(batch).map_err(|_| Disconnect::RequestClosed)?;
         }
         let mut acks = client
             .stream(ReceiverStream::new(rx))
@@ -166,7 +187,6 @@ impl Delivery {
             resent = self.inflight.len(),
             "audit stream to collector open"
         );
-        *backoff = BACKOFF_MIN;
         let mut batch = Vec::with_capacity(BATCH);
         loop {
             if self.queue_closed && self.inflight.is_empty() {
@@ -176,6 +196,9 @@ impl Delivery {
             tokio::select! {
                 ack = acks.message() => match ack {
                     Ok(Some(ack)) => {
+                        // Only a collector that stores events resets the backoff: one that
+                        // accepts the call and then rejects every batch is retried slowly.
+                        *backoff = BACKOFF_MIN;
                         for event_id in &ack.event_ids {
                             self.acknowledge(event_id);
                         }
@@ -197,12 +220,12 @@ impl Delivery {
                             }
                         }
                     }
-                    let sent = out.try_send(EventBatch {
-                        events: batch.clone(),
-                    });
-                    // Kept either way: if the send failed it is resent after reconnecting.
+                    let messages = batches(&batch);
+                    // Kept either way: if a send fails they are resent after reconnecting.
                     self.inflight.extend(batch.drain(..));
-                    sent.map_err(|_| Disconnect::RequestClosed)?;
+                    for message in messages {
+                        out.try_send(message).map_err(|_| Disconnect::RequestClosed)?;
+                    }
                 }
             }
         }
@@ -224,5 +247,45 @@ impl Delivery {
             // An ack for an event acknowledged before (resent after a reconnect).
             None => debug!(event_id, "ack for an event not in flight"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: usize, text_bytes: usize) -> Event {
+        Event {
+            event_id: format!("e{id}"),
+            session_id: "s".into(),
+            kind: Some(jitgate_proto::audit::v1::event::Kind::Statement(
+                jitgate_proto::audit::v1::Statement {
+                    text: "x".repeat(text_bytes),
+                    ..Default::default()
+                },
+            )),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn batches_respect_count_and_byte_limits_and_keep_order() {
+        let small: Vec<Event> = (0..BATCH * 2 + 1).map(|i| event(i, 10)).collect();
+        let split = batches(&small);
+        assert_eq!(
+            split.iter().map(|b| b.events.len()).collect::<Vec<_>>(),
+            [BATCH, BATCH, 1]
+        );
+        let big: Vec<Event> = (0..5).map(|i| event(i, BATCH_BYTES / 2)).collect();
+        let split = batches(&big);
+        assert!(
+            split.iter().all(|b| b.events.len() == 1),
+            "half-MiB events go one by one"
+        );
+        let ids: Vec<String> = split
+            .iter()
+            .flat_map(|b| b.events.iter().map(|e| e.event_id.clone()))
+            .collect();
+        assert_eq!(ids, ["e0", "e1", "e2", "e3", "e4"]);
     }
 }

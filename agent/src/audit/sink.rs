@@ -87,7 +87,18 @@ impl AuditSink {
     }
 
     fn start(target: Target, agent_host: String) -> AuditSink {
-        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        AuditSink::start_with_capacity(target, agent_host, QUEUE_CAPACITY)
+    }
+
+    /// A sink delivering to the collector at `url` with a queue of `capacity` events (tests).
+    #[cfg(test)]
+    pub(crate) fn with_capacity(url: &str, agent_host: String, capacity: usize) -> AuditSink {
+        let endpoint = delivery::endpoint(url).expect("valid collector url");
+        AuditSink::start_with_capacity(Target::Collector(Box::new(endpoint)), agent_host, capacity)
+    }
+
+    fn start_with_capacity(target: Target, agent_host: String, capacity: usize) -> AuditSink {
+        let (queue, rx) = mpsc::channel(capacity);
         let shared = Arc::new(Shared {
             queue,
             agent_host,
@@ -103,31 +114,61 @@ impl AuditSink {
     /// `agent_host`; `seq` comes from the caller's [`super::SessionAudit`].
     ///
     /// Never waits: the event goes onto the bounded queue, or, when the queue is full, is dropped
-    /// and counted in [`AuditStats::dropped`] with an error log.
+    /// and counted in [`AuditStats::dropped`] with an error log. Sessions use
+    /// [`super::SessionAudit`], which waits for room instead of dropping.
     pub fn record(&self, session_id: &str, seq: u64, kind: Kind) {
-        let event = Event {
+        if let Some(event) = self.try_enqueue(self.event(session_id, seq, kind)) {
+            self.drop_event(&event, "audit queue full");
+        }
+    }
+
+    /// A new event of `kind` for `session_id` with sequence number `seq`, stamped now.
+    pub fn event(&self, session_id: &str, seq: u64, kind: Kind) -> Event {
+        Event {
             event_id: uuid::Uuid::now_v7().to_string(),
             session_id: session_id.to_owned(),
             seq,
             time_unix_us: now_unix_us(),
             agent_host: self.shared.agent_host.clone(),
             kind: Some(kind),
-        };
+        }
+    }
+
+    /// Puts `event` on the queue if there is room, or gives it back (`Some`) when the queue is
+    /// full. When delivery has stopped the event is dropped (and counted).
+    pub fn try_enqueue(&self, event: Event) -> Option<Event> {
         match self.shared.queue.try_send(event) {
             Ok(()) => {
                 self.shared.recorded.fetch_add(1, Ordering::SeqCst);
+                None
             }
-            Err(err) => {
-                let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                // Logging every drop while the collector is away would flood the log.
-                if dropped.is_power_of_two() || dropped.is_multiple_of(10_000) {
-                    let reason = match err {
-                        mpsc::error::TrySendError::Full(_) => "audit queue full",
-                        mpsc::error::TrySendError::Closed(_) => "audit delivery stopped",
-                    };
-                    error!(session_id, seq, dropped, reason, "audit event dropped");
-                }
+            Err(mpsc::error::TrySendError::Full(event)) => Some(event),
+            Err(mpsc::error::TrySendError::Closed(event)) => {
+                self.drop_event(&event, "audit delivery stopped");
+                None
             }
+        }
+    }
+
+    /// Waits for room on the queue, then puts `event` on it (dropped, and counted, only if
+    /// delivery has stopped).
+    pub async fn enqueue(&self, event: Event) {
+        match self.shared.queue.reserve().await {
+            Ok(permit) => {
+                permit.send(event);
+                self.shared.recorded.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(_) => self.drop_event(&event, "audit delivery stopped"),
+        }
+    }
+
+    /// Counts and (rate-limited) logs a lost event.
+    pub fn drop_event(&self, event: &Event, reason: &str) {
+        let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+        // Logging every drop while the collector is away would flood the log.
+        if dropped.is_power_of_two() || dropped.is_multiple_of(10_000) {
+            error!(session_id = %event.session_id, seq = event.seq, dropped, reason,
+                "audit event dropped");
         }
     }
 

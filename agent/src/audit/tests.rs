@@ -130,3 +130,39 @@ async fn invalid_collector_url_is_rejected_by_try_spawn() {
     let err = AuditSink::try_spawn(Some("not a url".into()), "h".into()).expect_err("invalid");
     assert!(err.to_string().contains("not a url"), "{err}");
 }
+
+#[tokio::test]
+async fn a_full_queue_holds_a_sessions_events_back_instead_of_dropping_them() {
+    // No collector yet: nothing leaves the queue of 8.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let sink = AuditSink::with_capacity(&format!("http://{addr}"), "runner-test".into(), 8);
+    let mut session = SessionAudit::new(sink.clone(), new_session_id());
+    for _ in 0..5 {
+        for kind in fixtures::session_kinds() {
+            session.record(kind);
+        }
+    }
+    assert!(session.has_backlog(), "20 events do not fit a queue of 8");
+    let stats = sink.stats();
+    assert_eq!(stats.dropped, 0);
+    assert!(stats.recorded <= 8 + super::delivery::WINDOW as u64);
+
+    let (_dir, store, server) = collector_on(addr).await;
+    tokio::time::timeout(Duration::from_secs(30), session.drain())
+        .await
+        .expect("the backlog drains once the collector is there");
+    assert_eq!(sink.flush(Duration::from_secs(30)).await, 0);
+    let events = store
+        .events(session.session_id().to_owned())
+        .await
+        .expect("events");
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (0..20).collect::<Vec<u64>>(), "all of them, in order");
+    assert_eq!(sink.stats().dropped, 0);
+    server.stop().await.expect("stop");
+}

@@ -169,7 +169,7 @@ async fn connect(url: &str) -> Result<AuditQueryClient<Channel>, CliError> {
             url: url.to_owned(),
             source,
         })?;
-    Ok(AuditQueryClient::new(channel))
+    Ok(AuditQueryClient::new(channel).max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES))
 }
 
 /// Formats microseconds since the Unix epoch as RFC 3339 in UTC with microseconds, e.g.

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::{Buf as _, BytesMut};
 use futures::{FutureExt as _, StreamExt as _};
+use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::codec::FramedRead;
 
@@ -66,6 +67,29 @@ enum Flow {
 /// a peer that does not read cannot make the agent buffer without limit.
 pub const BACKPRESSURE: usize = 256 * 1024;
 
+/// Longest statement text kept whole in an audit event, bytes.
+pub const AUDIT_SQL_BYTES: usize = 64 * 1024;
+
+/// A statement's text for its audit event: whole up to [`AUDIT_SQL_BYTES`]; longer text is cut
+/// there (at a character boundary) and followed by its full length and SHA-256, so the event
+/// stays small while the statement can still be matched against a copy of it.
+fn audit_text(sql: &str) -> String {
+    if sql.len() <= AUDIT_SQL_BYTES {
+        return sql.to_owned();
+    }
+    let mut cut = AUDIT_SQL_BYTES;
+    while !sql.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = sha2::Sha256::digest(sql.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}… [jitgate: truncated; {} bytes in all, sha256 {hex}]",
+        &sql[..cut],
+        sql.len()
+    )
+}
+
 /// One step of sending `buf`: writes some of it, or when it is empty, flushes (over TLS the
 /// last records can sit in the session's buffer after a write, until flushed). Cancel-safe: a
 /// write either happened (and says how much) or did not.
@@ -105,6 +129,10 @@ pub struct Session<'a> {
     /// A FunctionCall waiting for its function's name ([`Pending::Lookup`]); nothing more is read
     /// from the client until it is decided, so the order of requests is kept.
     held: Option<Frame>,
+    /// Whether the client has sent extended-query messages since its last Sync.
+    batch_open: bool,
+    /// CopyDone and CopyFail messages the client has sent.
+    copy_ends: u64,
     /// Function names by OID, as looked up for FunctionCall (this session's catalog view).
     function_names: HashMap<u32, String>,
     /// The server address, when clients were given agent cancel keys: NotificationResponse
@@ -145,6 +173,8 @@ impl<'a> Session<'a> {
             to_server: BytesMut::with_capacity(16 * 1024),
             status,
             held: None,
+            batch_open: false,
+            copy_ends: 0,
             function_names: HashMap::new(),
             upstream_addr: None,
             statements_seen: 0,
@@ -197,7 +227,11 @@ impl<'a> Session<'a> {
         let mut flush_server = false;
         let mut flush_client = false;
         loop {
-            let read_client = self.held.is_none() && self.to_server.len() < BACKPRESSURE;
+            // A session whose audit events wait for room reads nothing more from its client.
+            let read_client = self.held.is_none()
+                && self.to_server.len() < BACKPRESSURE
+                && !self.audit.has_backlog();
+            let audit_waiting = self.audit.has_backlog();
             let read_server = self.to_client.len() < BACKPRESSURE;
             let send_server = !self.to_server.is_empty() || flush_server;
             let send_client = !self.to_client.is_empty() || flush_client;
@@ -214,7 +248,7 @@ impl<'a> Session<'a> {
                         }
                     }
                     if let Flow::Stop(end) = flow {
-                        self.finish(client, upstream).await?;
+                        self.finish(end, client, upstream).await?;
                         return Ok(end);
                     }
                 }
@@ -227,10 +261,11 @@ impl<'a> Session<'a> {
                         }
                     }
                     if let Flow::Stop(end) = flow {
-                        self.finish(client, upstream).await?;
+                        self.finish(end, client, upstream).await?;
                         return Ok(end);
                     }
                 }
+                () = self.audit.drain(), if audit_waiting => {}
                 sent = send_some(&mut upstream.writer, &self.to_server), if send_server => {
                     let sent = sent.map_err(|e| ProxyError::Upstream(WireError::Io(e)))?;
                     flush_server = advance(&mut self.to_server, sent);
@@ -243,29 +278,37 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Sends everything still buffered, to the server first, then to the client, at the end of
-    /// a session (a Terminate to pass on, a last result to deliver).
+    /// Sends what is still buffered for the side that is still there when a session ends: the
+    /// server gets a Terminate passed on (the client is gone or leaving), the client gets the
+    /// server's last messages (the server closed).
     async fn finish(
         &mut self,
+        end: End,
         client: &mut Client,
         upstream: &mut Upstream,
     ) -> Result<(), ProxyError> {
-        let up = |e| ProxyError::Upstream(WireError::Io(e));
-        upstream
-            .writer
-            .write_all(&self.to_server)
-            .await
-            .map_err(up)?;
-        upstream.writer.flush().await.map_err(up)?;
-        self.to_server.clear();
-        let down = |e| ProxyError::Client(WireError::Io(e));
-        client
-            .writer
-            .write_all(&self.to_client)
-            .await
-            .map_err(down)?;
-        client.writer.flush().await.map_err(down)?;
-        self.to_client.clear();
+        match end {
+            End::ClientTerminated | End::ClientDisconnected => {
+                let up = |e| ProxyError::Upstream(WireError::Io(e));
+                upstream
+                    .writer
+                    .write_all(&self.to_server)
+                    .await
+                    .map_err(up)?;
+                upstream.writer.flush().await.map_err(up)?;
+                self.to_server.clear();
+            }
+            End::UpstreamClosed => {
+                let down = |e| ProxyError::Client(WireError::Io(e));
+                client
+                    .writer
+                    .write_all(&self.to_client)
+                    .await
+                    .map_err(down)?;
+                client.writer.flush().await.map_err(down)?;
+                self.to_client.clear();
+            }
+        }
         Ok(())
     }
 
@@ -306,7 +349,7 @@ impl<'a> Session<'a> {
             None => (pb::Decision::Allowed, String::new(), String::new()),
         };
         let event = pb::Statement {
-            text: exec.sql.to_string(),
+            text: audit_text(&exec.sql),
             protocol: exec.protocol.to_owned(),
             kinds: analysis
                 .map(|a| a.kinds.iter().map(|k| k.as_str().to_owned()).collect())
@@ -324,5 +367,22 @@ impl<'a> Session<'a> {
             duration_us: u64::try_from(exec.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         };
         self.audit.record(pb::event::Kind::Statement(event));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_statements_are_cut_in_audit_events_with_length_and_digest() {
+        assert_eq!(audit_text("SELECT 1"), "SELECT 1");
+        let long = format!("SELECT '{}'", "é".repeat(AUDIT_SQL_BYTES));
+        let text = audit_text(&long);
+        assert!(text.len() < AUDIT_SQL_BYTES + 200, "{}", text.len());
+        assert!(text.contains(&format!("{} bytes in all", long.len())));
+        let digest = sha2::Sha256::digest(long.as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(text.ends_with(&format!("sha256 {hex}]")));
     }
 }
