@@ -107,7 +107,8 @@ pub struct AgentSection {
     /// Largest accepted protocol message, bytes.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: u32,
-    /// Most client sessions served at once; more are refused with SQLSTATE 53300. With each
+    /// Most client sessions (connections the kernel redirected) served at once; more are refused
+    /// with SQLSTATE 53300. With each
     /// session's buffers bounded (read buffers, [`crate::proxy::session::BACKPRESSURE`] each way
     /// and one message of at most `max_message_bytes`), this bounds the agent's memory.
     #[serde(default = "default_max_connections")]

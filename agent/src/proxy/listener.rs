@@ -3,11 +3,7 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use tokio::io::AsyncWriteExt as _;
-use tokio::net::{TcpListener, TcpStream};
-
-use crate::pgwire::write::{self, Severity};
+use tokio::net::TcpListener;
 
 use super::Context;
 
@@ -23,18 +19,9 @@ pub async fn accept_loop(
         tasks.spawn(async move {
             loop {
                 match listener.accept().await {
-                    Ok((stream, peer)) => match ctx.connections.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            let ctx = ctx.clone();
-                            tokio::spawn(async move {
-                                super::startup::serve(ctx, stream, peer).await;
-                                drop(permit);
-                            });
-                        }
-                        Err(_) => {
-                            tokio::spawn(refuse_over_limit(stream, ctx.max_connections));
-                        }
-                    },
+                    Ok((stream, peer)) => {
+                        tokio::spawn(super::startup::serve(ctx.clone(), stream, peer));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -45,21 +32,4 @@ pub async fn accept_loop(
     }
     shutdown.await;
     tasks.abort_all();
-}
-
-/// Answers a connection over `max_connections` with FATAL 53300 (too_many_connections) and
-/// closes it, as the server does when it is full. Read by libpq whether it sent a
-/// StartupMessage or an SSLRequest first.
-async fn refuse_over_limit(mut stream: TcpStream, limit: usize) {
-    tracing::warn!(limit, "connection refused: max_connections reached");
-    let mut out = BytesMut::new();
-    write::error_response(
-        &mut out,
-        Severity::Fatal,
-        "53300",
-        &format!("jitgate: too many connections (max_connections = {limit})"),
-        Some("Retry later, or raise max_connections in the agent's configuration."),
-    );
-    let _ = stream.write_all(&out).await;
-    let _ = stream.shutdown().await;
 }

@@ -53,6 +53,7 @@ pub async fn serve(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr) {
     let result = serve_inner(&ctx, stream, peer, &mut audit)
         .instrument(span)
         .await;
+    audit.finish(AUDIT_FINISH_TIMEOUT).await;
     if let Err(e) = result {
         tracing::info!(error = %e, %peer, "session ended with an error");
     }
@@ -130,6 +131,21 @@ async fn serve_inner(
             hint: None,
         };
         refuse(&mut writer, audit, None, refusal).await;
+        return Ok(());
+    };
+    // Counted only once the kernel vouches for the connection (it came from the runner
+    // cgroup), so other local processes cannot use up the sessions.
+    let Ok(_permit) = ctx.connections.clone().try_acquire_owned() else {
+        tracing::warn!(limit = ctx.max_connections, "max_connections reached");
+        let refusal = Refusal {
+            sqlstate: "53300".into(),
+            message: format!(
+                "jitgate: too many connections (max_connections = {})",
+                ctx.max_connections
+            ),
+            hint: Some("Retry later, or raise max_connections in the agent's configuration."),
+        };
+        refuse(&mut writer, audit, Some(&info), refusal).await;
         return Ok(());
     };
     let Ok(original) = info.original.to_std() else {
@@ -390,6 +406,9 @@ fn pinned_violation(frames: &[crate::pgwire::codec::Frame]) -> Option<String> {
         .find(|(name, value)| integrity::violates(name, value) == Some(true))
         .map(|(name, value)| format!("{name} = {value}"))
 }
+
+/// How long a finished session waits for room on the audit queue for its last events.
+const AUDIT_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long finding and validating a token may take (it reads files the job names).
 const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(5);
