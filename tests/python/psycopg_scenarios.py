@@ -72,10 +72,13 @@ def scenario_pipeline(dsn):
                 pipeline.sync()
                 curs[2].execute("SELECT 1 / (%s::int - 1)", (1,))
                 curs[3].execute("INSERT INTO conf_log (note) VALUES ('after error')")
+                # psycopg raises the error at this sync() when the results are already in, or
+                # when the pipeline block ends otherwise: timing, not protocol, so both are
+                # recorded under one key.
                 try:
                     pipeline.sync()
                 except errors.Error as exc:
-                    out["sync_error"] = error(exc)
+                    out["pipeline_error"] = error(exc)
                 curs[4].execute("SELECT note FROM conf_log ORDER BY id")
         except errors.Error as exc:
             out["pipeline_error"] = error(exc)
