@@ -172,8 +172,9 @@ impl Conformance {
             );
             if direct != agent {
                 panic!(
-                    "{scenario} in {db}: the agent's result differs from PostgreSQL's\n\
+                    "{scenario} in {db}: the agent's result differs from PostgreSQL's\n{}\n\
                      --- direct ---\n{}\n--- agent ---\n{}\n--- agent log of this run (tail) ---\n{}",
+                    first_difference(&direct, &agent),
                     render(&direct),
                     render(&agent),
                     tail(new_log, 40)
@@ -222,6 +223,40 @@ fn render(outcome: &Outcome) -> String {
         tail(&outcome.stdout, 120),
         tail(&outcome.stderr, 40)
     )
+}
+
+/// The first line where two outcomes differ, with a little context, so a difference outside the
+/// rendered tails is still shown.
+fn first_difference(direct: &Outcome, agent: &Outcome) -> String {
+    if direct.code != agent.code {
+        return format!(
+            "exit code: direct {:?}, agent {:?}",
+            direct.code, agent.code
+        );
+    }
+    for (stream, d, a) in [
+        ("stdout", &direct.stdout, &agent.stdout),
+        ("stderr", &direct.stderr, &agent.stderr),
+    ] {
+        let (d, a): (Vec<&str>, Vec<&str>) = (d.lines().collect(), a.lines().collect());
+        let at = (0..d.len().max(a.len())).find(|&i| d.get(i) != a.get(i));
+        if let Some(at) = at {
+            let from = at.saturating_sub(5);
+            let window = |lines: &[&str]| {
+                lines
+                    .get(from..(at + 5).min(lines.len()))
+                    .unwrap_or_default()
+                    .join("\n")
+            };
+            return format!(
+                "first difference in {stream} at line {}:\n--- direct ---\n{}\n--- agent ---\n{}",
+                at + 1,
+                window(&d),
+                window(&a)
+            );
+        }
+    }
+    "no line differs".into()
 }
 
 fn tail(text: &str, lines: usize) -> String {
