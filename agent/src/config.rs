@@ -113,7 +113,7 @@ pub struct AgentSection {
     /// and one message of at most `max_message_bytes`), this bounds the agent's memory.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Directory of the local CA (`ca.crt`, `ca.key`; `jitgate-agent ca init`). When set, clients
+    /// Directory of the local CA (`ca.crt`, `ca.key`; `jitgate-agent ca-init`). When set, clients
     /// asking for TLS get it, with a certificate for the protected destination's names; when
     /// absent, SSLRequest is answered 'N'.
     #[serde(default)]
@@ -256,6 +256,11 @@ impl Config {
                 ),
             });
         }
+        if self.agent.max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                what: "agent.max_connections must be at least 1".into(),
+            });
+        }
         for target in &self.targets {
             target.password()?;
             for mask in &target.masks {
@@ -335,6 +340,18 @@ deny = ["ddl", "truncate"]
     fn non_loopback_listener_is_rejected() {
         let bad = EXAMPLE.replace("127.0.0.1:15432", "10.0.0.1:15432");
         let config: Config = toml::from_str(&bad).expect("parses");
+        assert!(config.check().is_err());
+    }
+
+    #[test]
+    fn max_connections_defaults_to_1024_and_zero_is_rejected() {
+        let config: Config = toml::from_str(EXAMPLE).expect("valid config");
+        assert_eq!(config.agent.max_connections, 1024);
+        let zero = EXAMPLE.replace(
+            "runner_cgroup = \"ci-runner\"",
+            "runner_cgroup = \"ci-runner\"\nmax_connections = 0",
+        );
+        let config: Config = toml::from_str(&zero).expect("parses");
         assert!(config.check().is_err());
     }
 }

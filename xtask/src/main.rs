@@ -34,7 +34,8 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// fmt, clippy, unit tests, then the root integration tests against freshly built binaries.
+    /// fmt, clippy, unit tests, a bounded fuzz run (45 s per target), then the root integration
+    /// tests against freshly built binaries.
     Test {
         /// Fail instead of skipping the root integration tests when not running as root.
         #[arg(long)]
