@@ -18,25 +18,10 @@ import struct
 import sys
 import time
 
-PROTOCOL_3_0 = 196608
+from pgwire_raw import PROTOCOL_3_0, read_message
+
 CANCEL_REQUEST_CODE = 80877102
 SLEEP_SECONDS = 20
-
-
-def recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError("connection closed mid-message")
-        data += chunk
-    return data
-
-
-def read_message(sock):
-    header = recv_exact(sock, 5)
-    (length,) = struct.unpack("!I", header[1:])
-    return header[:1], recv_exact(sock, length - 4)
 
 
 def error_fields(body):

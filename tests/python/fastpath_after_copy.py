@@ -16,25 +16,10 @@ import socket
 import struct
 import sys
 
-PROTOCOL_3_0 = 196608
+from pgwire_raw import PROTOCOL_3_0, read_message
+
 LO_CREATE_OID = 715
 LARGE_OBJECT = 525252
-
-
-def recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise EOFError("connection closed mid-message")
-        data += chunk
-    return data
-
-
-def read_message(sock):
-    header = recv_exact(sock, 5)
-    (length,) = struct.unpack("!I", header[1:])
-    return header[:1].decode(), recv_exact(sock, length - 4)
 
 
 def message(tag, body=b""):
@@ -57,7 +42,8 @@ def until_ready(sock, stop=("Z",)):
     """Messages up to the first whose type is in `stop`: type letters and errors."""
     kinds, errors = [], []
     while True:
-        kind, body = read_message(sock)
+        tag, body = read_message(sock)
+        kind = tag.decode()
         kinds.append(kind)
         if kind == "E":
             f = error_fields(body)

@@ -270,17 +270,7 @@ fn fastpath_function_calls_are_decided_by_policy_with_the_function_named() {
     );
 
     // Denied for another service principal by rule: 42501 naming the rule, session goes on.
-    let claims = jitgate_tests::claims::entra_sp_claims(
-        jitgate_tests::stack::TENANT,
-        APP_ID,
-        jitgate_tests::stack::NO_FASTPATH_OBJECT_ID,
-        jitgate_tests::stack::AUDIENCE,
-        Duration::from_secs(600),
-    );
-    let other = stack.dir.path().join("no-fastpath.jwt");
-    std::fs::write(&other, stack.issuer.token(&claims).expect("token")).expect("token file");
-    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .expect("chmod");
+    let other = no_fastpath_token(&stack);
     let out = run(&other);
     let stderr = text(&out.stderr);
     assert!(
@@ -317,17 +307,7 @@ fn fastpath_function_calls_are_decided_by_policy_with_the_function_named() {
 #[test]
 fn a_denied_fastpath_call_after_an_extended_copy_is_still_denied() {
     let Some(stack) = stack() else { return };
-    let claims = jitgate_tests::claims::entra_sp_claims(
-        jitgate_tests::stack::TENANT,
-        APP_ID,
-        jitgate_tests::stack::NO_FASTPATH_OBJECT_ID,
-        jitgate_tests::stack::AUDIENCE,
-        Duration::from_secs(600),
-    );
-    let token = stack.dir.path().join("no-fastpath.jwt");
-    std::fs::write(&token, stack.issuer.token(&claims).expect("token")).expect("token file");
-    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .expect("chmod");
+    let token = no_fastpath_token(&stack);
     let script = jitgate_tests::python::scripts_dir().join("fastpath_after_copy.py");
     let out = stack
         .job("python3", false)
@@ -376,4 +356,21 @@ fn a_denied_fastpath_call_after_an_extended_copy_is_still_denied() {
         )
         .expect("superuser query");
     assert_eq!(created.trim(), "0", "the denied lo_create did not run");
+}
+
+/// A token file, readable by the job, for the service principal the stack's `ci-no-fastpath`
+/// rule covers.
+fn no_fastpath_token(stack: &Stack) -> std::path::PathBuf {
+    let claims = jitgate_tests::claims::entra_sp_claims(
+        jitgate_tests::stack::TENANT,
+        APP_ID,
+        jitgate_tests::stack::NO_FASTPATH_OBJECT_ID,
+        jitgate_tests::stack::AUDIENCE,
+        Duration::from_secs(600),
+    );
+    let token = stack.dir.path().join("no-fastpath.jwt");
+    std::fs::write(&token, stack.issuer.token(&claims).expect("token")).expect("token file");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    token
 }
