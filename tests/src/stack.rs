@@ -85,6 +85,8 @@ pub struct StackOptions {
     pub upstream_tls: String,
     /// Whether the server accepts TLS (a self-signed certificate for 127.0.0.1); off by default.
     pub server_tls: bool,
+    /// The agent's `max_connections` (its default when `None`).
+    pub max_connections: Option<usize>,
 }
 
 impl Default for StackOptions {
@@ -95,6 +97,7 @@ impl Default for StackOptions {
             setup_sql: None,
             upstream_tls: "prefer".into(),
             server_tls: false,
+            max_connections: None,
         }
     }
 }
@@ -196,6 +199,7 @@ impl Stack {
             setup_sql,
             upstream_tls,
             server_tls,
+            max_connections,
         } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
@@ -246,10 +250,16 @@ impl Stack {
             &collector.url(),
             &masks,
         );
-        let config = config.replace(
+        let mut config = config.replace(
             "upstream_tls = \"prefer\"",
             &format!("upstream_tls = \"{upstream_tls}\""),
         );
+        if let Some(limit) = max_connections {
+            config = config.replace(
+                "host_name = \"runner-1\"",
+                &format!("host_name = \"runner-1\"\nmax_connections = {limit}"),
+            );
+        }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config)?;
         // The runner's local CA, made by the agent's own command as an operator would.

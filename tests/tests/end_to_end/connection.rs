@@ -146,3 +146,61 @@ fn clients_get_agent_cancel_keys_and_only_a_real_key_cancels() {
     );
     assert!(server_log.contains("canceling statement due to user request"));
 }
+
+/// Beyond `max_connections` redirected sessions, a client gets FATAL 53300 with a readable
+/// message (psql's default `sslmode=prefer` included), and the permits come back when sessions
+/// end.
+#[test]
+fn sessions_beyond_max_connections_are_refused_with_53300_until_one_ends() {
+    if !is_root() {
+        eprintln!("skipped: needs root (eBPF, cgroups, runuser)");
+        return;
+    }
+    let options = jitgate_tests::stack::StackOptions {
+        max_connections: Some(2),
+        ..Default::default()
+    };
+    let stack =
+        Stack::start_with_options(jitgate_tests::process::bins(), options).expect("stack starts");
+    let mut holders: Vec<jitgate_tests::process::ChildGuard> = (0..2)
+        .map(|i| {
+            let mut command = stack.psql_command(true);
+            command
+                .args(["-c", "SELECT pg_sleep(6)"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            jitgate_tests::process::ChildGuard::spawn(&mut command, &format!("psql holder {i}"))
+                .expect("psql spawns")
+        })
+        .collect();
+    eventually("both holders connected upstream", || {
+        let n = stack
+            .pg
+            .psql_superuser(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(6)';",
+            )
+            .ok()?;
+        (n.trim() == "2").then_some(())
+    });
+
+    let out = stack.psql("SELECT 1", true).expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert!(
+        text(&out.stderr).contains("too many connections (max_connections = 2)"),
+        "{}",
+        describe(&out)
+    );
+
+    for holder in &mut holders {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while holder.try_wait().expect("wait").is_none() {
+            assert!(Instant::now() < deadline, "holder did not finish");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let out = eventually("a session once the holders ended", || {
+        let out = stack.psql("SELECT 41 + 1", true).ok()?;
+        out.status.success().then_some(out)
+    });
+    assert_eq!(text(&out.stdout).trim(), "42");
+}
