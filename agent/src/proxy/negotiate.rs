@@ -24,6 +24,14 @@ pub type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 /// A boxed write half (plain TCP or TLS).
 pub type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
+/// Writes all of `buf` and flushes: over TLS, `write_all` can return while the last records
+/// still sit in the TLS session's buffer (the socket was full), and nothing else would push them
+/// out.
+pub async fn write_flushed(writer: &mut BoxWrite, buf: &[u8]) -> std::io::Result<()> {
+    writer.write_all(buf).await?;
+    writer.flush().await
+}
+
 /// The client connection once its first real message is known.
 pub struct Negotiated {
     /// StartupMessage or CancelRequest.

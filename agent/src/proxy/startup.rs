@@ -20,7 +20,7 @@ use tokio_util::codec::FramedRead;
 use tracing::Instrument as _;
 
 use super::cancel::{self, CancelTarget};
-use super::negotiate::{BoxWrite, Negotiated, negotiate};
+use super::negotiate::{BoxWrite, Negotiated, negotiate, write_flushed};
 use super::session::{Client, Session};
 use super::upstream::{self, Login};
 use super::{Context, ProxyError, Target};
@@ -323,12 +323,7 @@ async fn serve_inner(
         }
     }
     write::ready_for_query(&mut hello, upstream.status);
-    writer
-        .write_all(&hello)
-        .await
-        .map_err(|e| ProxyError::Client(e.into()))?;
-    writer
-        .flush()
+    write_flushed(&mut writer, &hello)
         .await
         .map_err(|e| ProxyError::Client(e.into()))?;
 

@@ -23,7 +23,7 @@ use crate::pgwire::codec::{Frame, READ_BUFFER, TaggedCodec};
 use crate::pgwire::read::Reader;
 
 use super::ProxyError;
-use super::negotiate::{BoxRead, BoxWrite};
+use super::negotiate::{BoxRead, BoxWrite, write_flushed};
 
 /// Frames read from the upstream connection (plain TCP or TLS).
 pub type UpstreamRead = FramedRead<BoxRead, TaggedCodec>;
@@ -85,10 +85,9 @@ async fn next(reader: &mut UpstreamRead) -> Result<Frame, ProxyError> {
 }
 
 async fn send(writer: &mut BoxWrite, buf: BytesMut) -> Result<(), ProxyError> {
-    let io = |e| ProxyError::Upstream(WireError::Io(e));
-    writer.write_all(&buf).await.map_err(io)?;
-    // Over TLS the last records can still sit in the session's buffer.
-    writer.flush().await.map_err(io)
+    write_flushed(writer, &buf)
+        .await
+        .map_err(|e| ProxyError::Upstream(WireError::Io(e)))
 }
 
 fn io_err(e: std::io::Error) -> ProxyError {

@@ -20,7 +20,7 @@ use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::codec::FramedRead;
 
-use super::negotiate::{BoxRead, BoxWrite};
+use super::negotiate::{BoxRead, BoxWrite, write_flushed};
 use super::pending::{Execution, Pending, Portal, PreparedStatement};
 use super::{Context, ProxyError};
 use crate::audit::SessionAudit;
@@ -227,21 +227,15 @@ impl<'a> Session<'a> {
         let mut flush_server = false;
         let mut flush_client = false;
         loop {
-            // A session whose audit events wait for room reads nothing more from its client.
-            let read_client = self.held.is_none()
-                && self.to_server.len() < BACKPRESSURE
-                && !self.audit.has_backlog();
+            let read_client = self.may_read_client();
             let audit_waiting = self.audit.has_backlog();
-            let read_server = self.to_client.len() < BACKPRESSURE;
+            let read_server = self.may_read_server();
             let send_server = !self.to_server.is_empty() || flush_server;
             let send_client = !self.to_client.is_empty() || flush_client;
             tokio::select! {
                 frame = client.reader.next(), if read_client => {
                     let mut flow = self.client_frame(frame)?;
-                    while matches!(flow, Flow::Continue)
-                        && self.held.is_none()
-                        && self.to_server.len() < BACKPRESSURE
-                    {
+                    while matches!(flow, Flow::Continue) && self.may_read_client() {
                         match client.reader.next().now_or_never() {
                             Some(frame) => flow = self.client_frame(frame)?,
                             None => break,
@@ -254,7 +248,7 @@ impl<'a> Session<'a> {
                 }
                 frame = upstream.reader.next(), if read_server => {
                     let mut flow = self.server_frame(frame)?;
-                    while matches!(flow, Flow::Continue) && self.to_client.len() < BACKPRESSURE {
+                    while matches!(flow, Flow::Continue) && self.may_read_server() {
                         match upstream.reader.next().now_or_never() {
                             Some(frame) => flow = self.server_frame(frame)?,
                             None => break,
@@ -278,6 +272,19 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Whether to read more from the client: not while a FunctionCall waits for its function's
+    /// name, while [`BACKPRESSURE`] bytes wait to go to the server, or while the session's audit
+    /// events wait for room on the queue.
+    fn may_read_client(&self) -> bool {
+        self.held.is_none() && self.to_server.len() < BACKPRESSURE && !self.audit.has_backlog()
+    }
+
+    /// Whether to read more from the server: not while [`BACKPRESSURE`] bytes wait to go to the
+    /// client.
+    fn may_read_server(&self) -> bool {
+        self.to_client.len() < BACKPRESSURE
+    }
+
     /// Sends what is still buffered for the side that is still there when a session ends: the
     /// server gets a Terminate passed on (the client is gone or leaving), the client gets the
     /// server's last messages (the server closed).
@@ -289,23 +296,15 @@ impl<'a> Session<'a> {
     ) -> Result<(), ProxyError> {
         match end {
             End::ClientTerminated | End::ClientDisconnected => {
-                let up = |e| ProxyError::Upstream(WireError::Io(e));
-                upstream
-                    .writer
-                    .write_all(&self.to_server)
+                write_flushed(&mut upstream.writer, &self.to_server)
                     .await
-                    .map_err(up)?;
-                upstream.writer.flush().await.map_err(up)?;
+                    .map_err(|e| ProxyError::Upstream(WireError::Io(e)))?;
                 self.to_server.clear();
             }
             End::UpstreamClosed => {
-                let down = |e| ProxyError::Client(WireError::Io(e));
-                client
-                    .writer
-                    .write_all(&self.to_client)
+                write_flushed(&mut client.writer, &self.to_client)
                     .await
-                    .map_err(down)?;
-                client.writer.flush().await.map_err(down)?;
+                    .map_err(|e| ProxyError::Client(WireError::Io(e)))?;
                 self.to_client.clear();
             }
         }
