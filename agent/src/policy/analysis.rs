@@ -24,6 +24,20 @@ pub struct Analysis {
     pub integrity: Option<String>,
 }
 
+impl Analysis {
+    /// The analysis of a fast-path FunctionCall: one statement of class
+    /// [`StatementKind::FunctionCall`], naming no relation (the message carries only the
+    /// function's OID and its arguments).
+    pub fn function_call() -> Self {
+        Self {
+            kinds: [StatementKind::FunctionCall].into(),
+            tables: BTreeSet::new(),
+            statements: 1,
+            integrity: None,
+        }
+    }
+}
+
 /// A query string PostgreSQL's parser rejects.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

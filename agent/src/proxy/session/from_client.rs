@@ -35,14 +35,8 @@ impl Session<'_> {
             fe::QUERY_TAG => {
                 let sql = fe::parse_query(&frame.body).map_err(client)?;
                 let (analysis, rejection) = self.judge(sql);
-                let mut exec = Execution::new(sql.into(), "simple", analysis, rejection);
-                exec.copy_ends = self.copy_ends;
-                if exec.rejection.is_some() {
-                    self.substitute_query();
-                } else {
-                    frame.write_to(&mut self.to_server);
-                }
-                self.pending.push_back(Pending::Query(exec));
+                let exec = Execution::new(sql.into(), "simple", analysis, rejection);
+                self.queue_simple(&frame, exec);
             }
             fe::PARSE_TAG => {
                 self.batch_open = true;
@@ -144,7 +138,7 @@ impl Session<'_> {
                     None if self.batch_open => {
                         // A lookup Query here would end the batch's implicit transaction and
                         // its unnamed statement; refusing behaves as a failing call would.
-                        self.refuse_function_call(call.oid);
+                        self.refuse_function_call(&frame, call.oid);
                     }
                     None => {
                         // The message names the function by OID only: ask the server which
@@ -166,24 +160,10 @@ impl Session<'_> {
         Ok(Flow::Continue)
     }
 
-    /// Sends the server a Query that fails in its parser, in place of a refused one.
-    fn substitute_query(&mut self) {
-        // REFUSED_SQL has no NUL byte, so writing cannot fail.
-        let _ = write_fe::query(REFUSED_SQL, &mut self.to_server);
-    }
-
-    /// Decides a FunctionCall of the function `name` and forwards it, or a refused stand-in.
-    pub(super) fn forward_function_call(&mut self, frame: &Frame, name: &str) {
-        self.statements_seen += 1;
-        let analysis = Arc::new(Analysis {
-            kinds: [StatementKind::FunctionCall].into(),
-            tables: Default::default(),
-            statements: 1,
-            integrity: None,
-        });
-        let rejection = self.decide(&analysis);
-        let text: Arc<str> = format!("FunctionCall {name}").into();
-        let mut exec = Execution::new(text, "fastpath", Some(analysis), rejection);
+    /// Sends a request answered up to ReadyForQuery (Query, FunctionCall) and queues its
+    /// execution: `frame` itself when allowed; when refused, a Query that fails in the server's
+    /// parser instead.
+    fn queue_simple(&mut self, frame: &Frame, mut exec: Execution) {
         exec.copy_ends = self.copy_ends;
         if exec.rejection.is_some() {
             self.substitute_query();
@@ -193,9 +173,25 @@ impl Session<'_> {
         self.pending.push_back(Pending::Query(exec));
     }
 
+    /// Sends the server a Query that fails in its parser, in place of a refused one.
+    fn substitute_query(&mut self) {
+        // REFUSED_SQL has no NUL byte, so writing cannot fail.
+        let _ = write_fe::query(REFUSED_SQL, &mut self.to_server);
+    }
+
+    /// Decides a FunctionCall of the function `name` and forwards it, or a refused stand-in.
+    pub(super) fn forward_function_call(&mut self, frame: &Frame, name: &str) {
+        self.statements_seen += 1;
+        let analysis = Arc::new(Analysis::function_call());
+        let rejection = self.decide(&analysis);
+        let text: Arc<str> = format!("FunctionCall {name}").into();
+        let exec = Execution::new(text, "fastpath", Some(analysis), rejection);
+        self.queue_simple(frame, exec);
+    }
+
     /// Refuses a FunctionCall of a function not yet named in this session, sent inside an
     /// extended-query batch (before Sync), where the agent cannot look the name up.
-    fn refuse_function_call(&mut self, oid: u32) {
+    fn refuse_function_call(&mut self, frame: &Frame, oid: u32) {
         self.statements_seen += 1;
         self.statements_denied += 1;
         let rejection = Rejection {
@@ -208,10 +204,10 @@ impl Session<'_> {
             hint: None,
         };
         let text: Arc<str> = format!("FunctionCall function with OID {oid}").into();
-        let mut exec = Execution::new(text, "fastpath", None, Some(rejection));
-        exec.copy_ends = self.copy_ends;
-        self.substitute_query();
-        self.pending.push_back(Pending::Query(exec));
+        self.queue_simple(
+            frame,
+            Execution::new(text, "fastpath", None, Some(rejection)),
+        );
     }
 
     /// Analyses and decides a query string.

@@ -157,20 +157,18 @@ impl Session<'_> {
     /// statement and portal table updates they made are undone (latest first), and a call held
     /// for a lookup the server discarded is passed on to be discarded too.
     fn skip_to_sync(&mut self) {
-        let mut skipped = Vec::new();
-        while self
+        let sync = self
             .pending
-            .front()
-            .is_some_and(|p| !matches!(p, Pending::Sync { .. }))
-        {
-            if let Some(entry) = self.pending.pop_front() {
-                skipped.push(entry);
-            }
-        }
+            .iter()
+            .position(|p| matches!(p, Pending::Sync { .. }))
+            .unwrap_or(self.pending.len());
+        let skipped: Vec<Pending> = self.pending.drain(..sync).collect();
         for entry in skipped.into_iter().rev() {
             match entry {
-                Pending::Parse { undo, .. } => restore(&mut self.statements, undo),
-                Pending::Bind { undo } => restore(&mut self.portals, undo),
+                Pending::Parse { undo, .. } => {
+                    undo_update(&mut self.statements, undo, Rejected::Skipped)
+                }
+                Pending::Bind { undo } => undo_update(&mut self.portals, undo, Rejected::Skipped),
                 Pending::Query(mut exec) => {
                     exec.tags
                         .push("(not run: the server skipped it after an earlier error)".into());
@@ -190,16 +188,18 @@ impl Session<'_> {
             let pid = u32::from_be_bytes(*frame.body.first_chunk::<4>()?);
             self.ctx.cancels.agent_pid(addr, pid)
         });
-        match translated {
+        let frame = match translated {
             Some(pid) => {
-                self.to_client.extend_from_slice(&[frame.tag]);
-                let len = u32::try_from(frame.body.len() + 4).unwrap_or(u32::MAX);
-                self.to_client.extend_from_slice(&len.to_be_bytes());
-                self.to_client.extend_from_slice(&pid.to_be_bytes());
-                self.to_client.extend_from_slice(&frame.body[4..]);
+                let mut body = bytes::BytesMut::from(&frame.body[..]);
+                body[..4].copy_from_slice(&pid.to_be_bytes());
+                Frame {
+                    tag: frame.tag,
+                    body: body.freeze(),
+                }
             }
-            None => frame.write_to(&mut self.to_client),
-        }
+            None => frame,
+        };
+        frame.write_to(&mut self.to_client);
     }
 
     /// The server entered COPY-in for the request at the front of the queue. Until the client's
@@ -211,15 +211,12 @@ impl Session<'_> {
             Some(Pending::Query(exec) | Pending::Execute(exec)) => exec.copy_ends,
             _ => return,
         };
-        let mut index = 1;
-        while index < self.pending.len() {
-            if matches!(self.pending.get(index), Some(Pending::Sync { copy_ends: c }) if *c == copy_ends)
-            {
-                self.pending.remove(index);
-            } else {
-                index += 1;
-            }
-        }
+        let mut first = true;
+        self.pending.retain(|p| {
+            let keep = first || !matches!(p, Pending::Sync { copy_ends: c } if *c == copy_ends);
+            first = false;
+            keep
+        });
     }
 
     /// A FunctionCall held for a lookup the server skipped (an error earlier in the batch): the
@@ -229,13 +226,10 @@ impl Session<'_> {
         let Some(call) = self.held.take() else {
             return;
         };
-        let analysis = crate::policy::Analysis {
-            kinds: [crate::policy::StatementKind::FunctionCall].into(),
-            tables: Default::default(),
-            statements: 1,
-            integrity: None,
-        };
-        if self.decide(&analysis).is_none() {
+        if self
+            .decide(&crate::policy::Analysis::function_call())
+            .is_none()
+        {
             call.write_to(&mut self.to_server);
         }
         tracing::debug!(
@@ -309,9 +303,11 @@ impl Session<'_> {
                 match self.pending.pop_front() {
                     Some(Pending::Parse { rejection: r, undo }) => {
                         rejection = r;
-                        undo_update(&mut self.statements, undo);
+                        undo_update(&mut self.statements, undo, Rejected::Failed);
                     }
-                    Some(Pending::Bind { undo }) => undo_update(&mut self.portals, undo),
+                    Some(Pending::Bind { undo }) => {
+                        undo_update(&mut self.portals, undo, Rejected::Failed)
+                    }
                     Some(Pending::Execute(mut execution)) => {
                         execution.sqlstate = Some(sqlstate);
                         self.record_statement(&execution);
@@ -336,30 +332,25 @@ impl Session<'_> {
     }
 }
 
-/// Restores a statement or portal table entry the server did not accept. The unnamed statement
-/// and portal are gone after a failed Parse or Bind (the server drops them first); named ones keep
-/// what they were.
-fn undo_update<T>(table: &mut HashMap<String, Arc<T>>, undo: Undo<T>) {
+/// Why the server did not take a Parse or Bind the agent already recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rejected {
+    /// It failed: the server dropped the unnamed statement or portal first; a named one keeps
+    /// what it was.
+    Failed,
+    /// It was skipped after an earlier error: the server never saw it, so the name keeps what it
+    /// had, unnamed or not.
+    Skipped,
+}
+
+/// Restores a statement or portal table entry changed by a message the server did not take.
+fn undo_update<T>(table: &mut HashMap<String, Arc<T>>, undo: Undo<T>, why: Rejected) {
     let Undo { name, previous } = undo;
     match previous {
-        Some(previous) if !name.is_empty() => {
+        Some(previous) if why == Rejected::Skipped || !name.is_empty() => {
             table.insert(name, previous);
         }
         _ => {
-            table.remove(&name);
-        }
-    }
-}
-
-/// Restores a statement or portal table entry changed by a message the server skipped: the
-/// server never saw it, so the name keeps what it had, unnamed or not.
-fn restore<T>(table: &mut HashMap<String, Arc<T>>, undo: Undo<T>) {
-    let Undo { name, previous } = undo;
-    match previous {
-        Some(previous) => {
-            table.insert(name, previous);
-        }
-        None => {
             table.remove(&name);
         }
     }
