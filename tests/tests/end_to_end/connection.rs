@@ -59,15 +59,12 @@ fn a_killed_agent_fails_closed() {
 
 #[test]
 fn upstream_md5_authentication_works() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    let Some(stack) = stack_with(StackOptions {
+        auth: jitgate_tests::postgres::PasswordAuth::Md5,
+        ..Default::default()
+    }) else {
         return;
-    }
-    let stack = Stack::start_with_auth(
-        jitgate_tests::process::bins(),
-        jitgate_tests::postgres::PasswordAuth::Md5,
-    )
-    .expect("stack starts");
+    };
     let stored = stack
         .pg
         .psql_superuser(
@@ -152,16 +149,12 @@ fn clients_get_agent_cancel_keys_and_only_a_real_key_cancels() {
 /// end.
 #[test]
 fn sessions_beyond_max_connections_are_refused_with_53300_until_one_ends() {
-    if !is_root() {
-        eprintln!("skipped: needs root (eBPF, cgroups, runuser)");
-        return;
-    }
-    let options = jitgate_tests::stack::StackOptions {
+    let Some(stack) = stack_with(StackOptions {
         max_connections: Some(2),
         ..Default::default()
+    }) else {
+        return;
     };
-    let stack =
-        Stack::start_with_options(jitgate_tests::process::bins(), options).expect("stack starts");
     let mut holders: Vec<jitgate_tests::process::ChildGuard> = (0..2)
         .map(|i| {
             let mut command = stack.psql_command(true);

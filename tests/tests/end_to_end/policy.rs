@@ -10,18 +10,8 @@ fn drop_table_is_denied_with_42501_and_the_session_goes_on() {
     let script =
         "\\set VERBOSITY verbose\nDROP TABLE customers;\nSELECT count(*) FROM customers;\n";
     let mut command = stack.psql_command(true);
-    command
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().expect("psql spawns");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(script.as_bytes()).expect("script written");
-    }
-    let out = child.wait_with_output().expect("psql finishes");
+    command.args(["-f", "-"]);
+    let out = run_script(command, script);
     let stderr = text(&out.stderr);
     assert!(stderr.contains("ERROR:  42501:"), "{}", describe(&out));
     assert!(stderr.contains(DENY_RULE), "the rule is named: {stderr}");
@@ -232,24 +222,12 @@ fn fastpath_function_calls_are_decided_by_policy_with_the_function_named() {
         out = exported.display(),
     );
     let run = |token: &std::path::Path| {
-        use std::io::Write as _;
-        use std::process::Stdio;
         let mut command = stack.job("psql", false);
         command
             .env("AZURE_FEDERATED_TOKEN_FILE", token)
             .args(stack.psql_args())
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("psql spawns");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(script.as_bytes())
-            .expect("script written");
-        child.wait_with_output().expect("psql finishes")
+            .args(["-f", "-"]);
+        run_script(command, &script)
     };
 
     // Allowed for the stack's identity: the large object goes in and out intact.

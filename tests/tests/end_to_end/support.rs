@@ -7,15 +7,38 @@ pub use std::time::{Duration, Instant};
 
 pub use jitgate_tests::process::is_root;
 pub use jitgate_tests::shop::customers;
-pub use jitgate_tests::stack::{APP_ID, DENY_RULE, OBJECT_ID, Stack};
+pub use jitgate_tests::stack::{APP_ID, DENY_RULE, OBJECT_ID, Stack, StackOptions};
 pub use serde_json::Value;
 
 pub fn stack() -> Option<Stack> {
+    stack_with(StackOptions::default())
+}
+
+/// A stack started with `options`, or `None` (with a note) when not root.
+pub fn stack_with(options: StackOptions) -> Option<Stack> {
     if !is_root() {
         eprintln!("skipped: needs root (eBPF, cgroups, runuser)");
         return None;
     }
-    Some(Stack::start().expect("stack starts"))
+    Some(Stack::start_with_options(jitgate_tests::process::bins(), options).expect("stack starts"))
+}
+
+/// Runs `command` with `script` on its stdin and collects its output (psql `-f -`).
+pub fn run_script(mut command: std::process::Command, script: &str) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("client spawns");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("script written");
+    child.wait_with_output().expect("client finishes")
 }
 
 pub fn text(bytes: &[u8]) -> String {

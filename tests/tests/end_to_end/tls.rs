@@ -45,17 +45,13 @@ fn clients_get_tls_with_a_certificate_for_the_database_address() {
 
 #[test]
 fn the_agent_uses_tls_with_channel_binding_upstream_when_required() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let options = jitgate_tests::stack::StackOptions {
+    let Some(stack) = stack_with(StackOptions {
         upstream_tls: "require".into(),
         server_tls: true,
         ..Default::default()
+    }) else {
+        return;
     };
-    let stack =
-        Stack::start_with_options(jitgate_tests::process::bins(), options).expect("stack starts");
     let out = stack
         .psql(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
@@ -72,16 +68,12 @@ fn the_agent_uses_tls_with_channel_binding_upstream_when_required() {
 
 #[test]
 fn a_target_that_requires_tls_refuses_a_server_without_it() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return;
-    }
-    let options = jitgate_tests::stack::StackOptions {
+    let Some(stack) = stack_with(StackOptions {
         upstream_tls: "require".into(),
         ..Default::default()
+    }) else {
+        return;
     };
-    let stack =
-        Stack::start_with_options(jitgate_tests::process::bins(), options).expect("stack starts");
     let out = stack.psql("SELECT 1", true).expect("psql runs");
     assert!(!out.status.success(), "{}", describe(&out));
     assert!(
