@@ -20,9 +20,11 @@ mod session;
 mod sink;
 #[cfg(test)]
 mod tests;
+mod text;
 
 pub use session::{SessionAudit, new_session_id};
 pub use sink::{AuditSink, AuditStats};
+pub use text::{STATEMENT_TEXT_BYTES, statement_text};
 
 /// Events the in-memory queue holds before [`AuditSink::record`] starts dropping them.
 pub const QUEUE_CAPACITY: usize = 100_000;

@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use bytes::{Buf as _, BytesMut};
 use futures::{FutureExt as _, StreamExt as _};
-use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio_util::codec::FramedRead;
 
@@ -66,29 +65,6 @@ enum Flow {
 /// Bytes waiting to be sent to one side above which the agent stops reading the other side, so
 /// a peer that does not read cannot make the agent buffer without limit.
 pub const BACKPRESSURE: usize = 256 * 1024;
-
-/// Longest statement text kept whole in an audit event, bytes.
-pub const AUDIT_SQL_BYTES: usize = 64 * 1024;
-
-/// A statement's text for its audit event: whole up to [`AUDIT_SQL_BYTES`]; longer text is cut
-/// there (at a character boundary) and followed by its full length and SHA-256, so the event
-/// stays small while the statement can still be matched against a copy of it.
-fn audit_text(sql: &str) -> String {
-    if sql.len() <= AUDIT_SQL_BYTES {
-        return sql.to_owned();
-    }
-    let mut cut = AUDIT_SQL_BYTES;
-    while !sql.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    let digest = sha2::Sha256::digest(sql.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}… [jitgate: truncated; {} bytes in all, sha256 {hex}]",
-        &sql[..cut],
-        sql.len()
-    )
-}
 
 /// One step of sending `buf`: writes some of it, or when it is empty, flushes (over TLS the
 /// last records can sit in the session's buffer after a write, until flushed). Cancel-safe: a
@@ -348,7 +324,7 @@ impl<'a> Session<'a> {
             None => (pb::Decision::Allowed, String::new(), String::new()),
         };
         let event = pb::Statement {
-            text: audit_text(&exec.sql),
+            text: crate::audit::statement_text(&exec.sql),
             protocol: exec.protocol.to_owned(),
             kinds: analysis
                 .map(|a| a.kinds.iter().map(|k| k.as_str().to_owned()).collect())
@@ -366,22 +342,5 @@ impl<'a> Session<'a> {
             duration_us: u64::try_from(exec.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         };
         self.audit.record(pb::event::Kind::Statement(event));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn long_statements_are_cut_in_audit_events_with_length_and_digest() {
-        assert_eq!(audit_text("SELECT 1"), "SELECT 1");
-        let long = format!("SELECT '{}'", "é".repeat(AUDIT_SQL_BYTES));
-        let text = audit_text(&long);
-        assert!(text.len() < AUDIT_SQL_BYTES + 200, "{}", text.len());
-        assert!(text.contains(&format!("{} bytes in all", long.len())));
-        let digest = sha2::Sha256::digest(long.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        assert!(text.ends_with(&format!("sha256 {hex}]")));
     }
 }
