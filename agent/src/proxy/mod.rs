@@ -23,7 +23,7 @@ use crate::config::TargetConfig;
 use crate::identity::Validator;
 use crate::pgwire::WireError;
 use crate::pgwire::backend::ErrorFields;
-use crate::policy::{Analyzer, Policy};
+use crate::policy::{Analyzer, PolicyEngine};
 
 /// Errors of one proxied session.
 #[derive(Debug, Error)]
@@ -89,8 +89,8 @@ pub struct Context {
     pub redirector: Arc<Redirector>,
     /// Token validation.
     pub validator: Validator,
-    /// Deny rules.
-    pub policy: Policy,
+    /// The Cedar policies.
+    pub policy: Arc<PolicyEngine>,
     /// SQL analysis cache.
     pub analyzer: Analyzer,
     /// Protected targets.

@@ -20,14 +20,14 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::codec::FramedRead;
 
 use super::negotiate::{BoxRead, BoxWrite, write_flushed};
-use super::pending::{Execution, Pending, Portal, PreparedStatement};
+use super::pending::{Execution, NamedFunction, Pending, Portal, PreparedStatement};
 use super::{Context, ProxyError};
 use crate::audit::SessionAudit;
-use crate::identity::WorkloadIdentity;
 use crate::masking::MaskCatalog;
 use crate::pgwire::WireError;
 use crate::pgwire::backend::TransactionStatus;
 use crate::pgwire::codec::{Frame, TaggedCodec};
+use crate::policy::SessionPolicy;
 use crate::proxy::upstream::Upstream;
 use jitgate_proto::audit::v1 as pb;
 
@@ -93,7 +93,7 @@ fn advance(buf: &mut BytesMut, sent: usize) -> bool {
 /// State of one session.
 pub struct Session<'a> {
     ctx: &'a Context,
-    identity: WorkloadIdentity,
+    policy: SessionPolicy,
     catalog: MaskCatalog,
     audit: &'a mut SessionAudit,
     pending: VecDeque<Pending>,
@@ -110,7 +110,7 @@ pub struct Session<'a> {
     /// CopyDone and CopyFail messages the client has sent.
     copy_ends: u64,
     /// Function names by OID, as looked up for FunctionCall (this session's catalog view).
-    function_names: HashMap<u32, String>,
+    function_names: HashMap<u32, NamedFunction>,
     /// The server address, when clients were given agent cancel keys: NotificationResponse
     /// process ids of the agent's sessions there are then translated to the agent's ids.
     upstream_addr: Option<std::net::SocketAddr>,
@@ -129,17 +129,17 @@ pub struct Client {
 }
 
 impl<'a> Session<'a> {
-    /// A session for `identity`, masking by `catalog`, recording to `audit`.
+    /// A session deciding by `policy`, masking by `catalog`, recording to `audit`.
     pub fn new(
         ctx: &'a Context,
-        identity: WorkloadIdentity,
+        policy: SessionPolicy,
         catalog: MaskCatalog,
         audit: &'a mut SessionAudit,
         status: TransactionStatus,
     ) -> Self {
         Self {
             ctx,
-            identity,
+            policy,
             catalog,
             audit,
             pending: VecDeque::new(),
