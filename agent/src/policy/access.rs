@@ -337,6 +337,12 @@ fn func_call(call: &Value, found: &mut Found) {
                     "set_config('{s}', …) would change how the server reads SQL text"
                 ));
             }
+            Some(s)
+                if s.eq_ignore_ascii_case("role")
+                    || s.eq_ignore_ascii_case("session_authorization") =>
+            {
+                found.dangerous.insert(catalogue::SET_ROLE);
+            }
             Some(s) if s.eq_ignore_ascii_case("search_path") => {
                 match args.and_then(|a| a.get(1)).and_then(constant_text) {
                     Some(path) => found.search_path.extend(split_search_path(path)),

@@ -275,7 +275,7 @@ impl SessionPolicy {
         let mut builder = self.builder();
         let mut requests = Vec::new();
         for touch in touches {
-            self.expand(touch, &mut builder, &mut requests)?;
+            self.expand(touch, &analysis.search_path, &mut builder, &mut requests)?;
         }
         let entities = builder.build()?;
         let plain = self.context(false, dangerous, classes, analysis.statements);
@@ -364,7 +364,7 @@ impl SessionPolicy {
         let mut builder = self.builder();
         let mut requests = Vec::new();
         for touch in &analysis.touches {
-            self.expand(touch, &mut builder, &mut requests)?;
+            self.expand(touch, &analysis.search_path, &mut builder, &mut requests)?;
         }
         let entities = builder.build()?;
         let context = self.context(
@@ -427,17 +427,29 @@ impl SessionPolicy {
         }
     }
 
-    /// The schemas an unqualified name may resolve to.
-    fn schemas_for<'a>(&'a self, name: &'a QualifiedName) -> Vec<&'a str> {
+    /// The schemas an unqualified name may resolve to: the session's, and those the string
+    /// itself adds (`SET search_path = vault; SELECT * FROM keys` in one Query).
+    fn schemas_for<'a>(&'a self, name: &'a QualifiedName, adds: &'a [String]) -> Vec<&'a str> {
         match &name.schema {
             Some(schema) => vec![schema.as_str()],
-            None => self.search_path.iter().map(String::as_str).collect(),
+            None => {
+                let mut all: BTreeSet<&str> = self.search_path.iter().map(String::as_str).collect();
+                for schema in adds {
+                    all.insert(if schema == "$user" {
+                        self.facts.upstream_user.as_str()
+                    } else {
+                        schema.as_str()
+                    });
+                }
+                all.into_iter().collect()
+            }
         }
     }
 
     fn expand(
         &self,
         touch: &Touch,
+        adds: &[String],
         builder: &mut EntityBuilder,
         out: &mut Vec<Pending>,
     ) -> Result<(), PolicyError> {
@@ -449,7 +461,7 @@ impl SessionPolicy {
                 label: format!("database {database}"),
             }),
             Object::Relation(name) => {
-                for schema in self.schemas_for(name) {
+                for schema in self.schemas_for(name, adds) {
                     let id = builder.table(target, database, schema, &name.name);
                     out.push(Pending {
                         class: touch.class,
@@ -460,7 +472,7 @@ impl SessionPolicy {
             }
             Object::Function(name) => {
                 let category = catalogue::function_category(name).unwrap_or_default();
-                for schema in self.schemas_for(name) {
+                for schema in self.schemas_for(name, adds) {
                     let id = builder.function(target, database, schema, &name.name, category);
                     out.push(Pending {
                         class: touch.class,

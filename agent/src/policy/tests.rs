@@ -137,6 +137,19 @@ fn search_path_changes_cannot_move_a_name_out_of_reach() {
         Decision::Allow { .. }
     ));
     assert_eq!(denied_by(&mut q, "SELECT * FROM keys"), "no-secret");
+    // In one string: the SET runs before the SELECT is looked up.
+    let mut r = ci();
+    assert_eq!(
+        denied_by(&mut r, "SET search_path = vault; SELECT * FROM keys"),
+        "no-secret"
+    );
+    assert_eq!(
+        denied_by(
+            &mut r,
+            "SELECT pg_catalog.set_config('role', 'postgres', false)"
+        ),
+        "no-dangerous"
+    );
 }
 
 #[test]

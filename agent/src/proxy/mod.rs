@@ -63,6 +63,12 @@ pub enum ProxyError {
         /// `name = value`.
         setting: String,
     },
+    /// The session outlived what it was allowed on: its workload token, or its grant.
+    #[error("{what}; the session ends")]
+    Expired {
+        /// What expired, and when.
+        what: String,
+    },
     /// The kernel maps could not be read.
     #[error("connection lookup failed: {0}")]
     Lookup(#[source] crate::bpf::BpfError),

@@ -358,9 +358,22 @@ async fn serve_inner(
         writer,
     };
     let status = upstream.status;
+    let session_outlives_token = policy.may_outlive_token();
+    let token_expiry = identity.expires_at;
     let mut session = Session::new(ctx, policy, catalog, audit, status);
     if registration.is_some() {
         session.translate_notifications(original);
+    }
+    if !session_outlives_token {
+        let exp =
+            std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(token_expiry).unwrap_or(0));
+        session.end_at(
+            exp,
+            format!(
+                "jitgate: the workload token expired at {} (exp {token_expiry})",
+                humane_time(exp)
+            ),
+        );
     }
     let result = session.run(&mut client, &mut upstream).await;
     if let Err(e) = &result {
@@ -368,6 +381,7 @@ async fn serve_inner(
         let sqlstate = match e {
             ProxyError::Client(_) => "08P01",
             ProxyError::PinnedSetting { .. } => "42501",
+            ProxyError::Expired { .. } => "28000",
             _ => "08006",
         };
         let mut out = BytesMut::new();
@@ -459,6 +473,21 @@ fn pinned_violation(frames: &[crate::pgwire::codec::Frame]) -> Option<String> {
         .filter_map(|f| crate::pgwire::backend::parse_parameter_status(&f.body).ok())
         .find(|(name, value)| integrity::violates(name, value) == Some(true))
         .map(|(name, value)| format!("{name} = {value}"))
+}
+
+/// `time` as RFC 3339 UTC, for messages.
+fn humane_time(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    ::time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{secs} s after the epoch"))
 }
 
 /// How long a finished session waits for room on the audit queue for its last events.

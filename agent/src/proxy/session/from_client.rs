@@ -242,7 +242,8 @@ impl Session<'_> {
                 rule: "pinned-settings".into(),
                 message: format!("jitgate: {reason}"),
                 hint: Some(
-                    "jitgate keeps client_encoding = UTF8 and standard_conforming_strings = on."
+                    "jitgate keeps client_encoding = UTF8 and standard_conforming_strings = on, \
+                     and search_path to constant schema names."
                         .into(),
                 ),
             };
