@@ -71,7 +71,9 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
         stack.token_file.display(),
         stack.issuer.issuer_url()
     );
-    println!("  policy         rule {DENY_RULE}: DDL and TRUNCATE denied for this issuer");
+    println!(
+        "  policy         Cedar policy \"{DENY_RULE}\": DDL and TRUNCATE forbidden for this issuer (policy.cedar)"
+    );
     println!(
         "  masking        customers.email (first letter kept), customers.card_number (last 4 kept)"
     );

@@ -466,7 +466,8 @@ impl SessionPolicy {
                     out.push(Pending {
                         class: touch.class,
                         resource: entities::uid("Table", &id)?,
-                        label: format!("table {id}"),
+                        // As written: an unqualified name is checked under several schemas.
+                        label: format!("table {name}"),
                     });
                 }
             }
@@ -477,7 +478,7 @@ impl SessionPolicy {
                     out.push(Pending {
                         class: touch.class,
                         resource: entities::uid("Function", &id)?,
-                        label: format!("function {id}"),
+                        label: format!("function {name}"),
                     });
                 }
             }
