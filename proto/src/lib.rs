@@ -1,5 +1,6 @@
-//! The jitgate audit protocol, package `jitgate.audit.v1` (`proto/audit.proto`): events the agent
-//! streams to the collector, acknowledgements, and the collector's query API.
+//! The jitgate audit protocol, package `jitgate.audit.v1`: events the agent streams to the
+//! collector, acknowledgements and the collector's query API (`proto/audit.proto`), and the
+//! `Approvals` service (`proto/approvals.proto`).
 #![allow(missing_docs, reason = "generated code")]
 
 /// Generated messages and services of `jitgate.audit.v1`.
