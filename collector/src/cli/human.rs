@@ -216,7 +216,7 @@ fn statement(s: &Statement) -> Vec<String> {
 
 /// `iss=.. sub=.. oid=.. appid=..`, with `full` also tenant, repository, ref, workflow, run
 /// and roles when present.
-fn identity(identity: Option<&Identity>, full: bool) -> String {
+pub(super) fn identity(identity: Option<&Identity>, full: bool) -> String {
     let Some(i) = identity else {
         return String::new();
     };
@@ -254,7 +254,7 @@ fn process(process: Option<&Process>) -> String {
 }
 
 /// `key=value` pairs separated by spaces, empty values left out, values with spaces quoted.
-fn fields(pairs: &[(&str, &str)]) -> String {
+pub(super) fn fields(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .filter(|(_, value)| !value.is_empty())
@@ -269,7 +269,7 @@ fn fields(pairs: &[(&str, &str)]) -> String {
         .join(" ")
 }
 
-fn or_dash(value: String) -> String {
+pub(super) fn or_dash(value: String) -> String {
     if value.is_empty() {
         "-".to_owned()
     } else {
@@ -278,7 +278,11 @@ fn or_dash(value: String) -> String {
 }
 
 /// Writes a header and rows with every column but the last padded to its widest cell.
-fn write_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+pub(super) fn write_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
