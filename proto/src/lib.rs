@@ -6,7 +6,7 @@
 /// Generated messages and services of `jitgate.audit.v1`.
 pub mod audit {
     /// Version 1 of the audit protocol.
-    #[expect(
+    #[allow(
         clippy::large_enum_variant,
         reason = "generated oneof `event::Kind`; events are built once and moved, boxing buys nothing"
     )]

@@ -9,11 +9,28 @@ use tonic::metadata::MetadataMap;
 /// Metadata key of the credential.
 pub const AUTHORIZATION: &str = "authorization";
 
+/// Why a `Decide` call was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// The call carried no `authorization: Bearer ...` metadata.
+    #[error("deciding needs the decider token (JITGATE_DECIDER_TOKEN)")]
+    Missing,
+    /// The token does not match the collector's.
+    #[error("wrong decider token")]
+    Wrong,
+}
+
+impl From<AuthError> for Status {
+    fn from(err: AuthError) -> Status {
+        Status::unauthenticated(err.to_string())
+    }
+}
+
 /// Checks the call's bearer token against `expected` (no token configured: every call passes).
 ///
 /// # Errors
-/// `UNAUTHENTICATED` when the token is missing or wrong.
-pub fn check(expected: Option<&str>, metadata: &MetadataMap) -> Result<(), Status> {
+/// [`AuthError`] when the token is missing or wrong.
+pub fn check(expected: Option<&str>, metadata: &MetadataMap) -> Result<(), AuthError> {
     let Some(expected) = expected else {
         return Ok(());
     };
@@ -21,11 +38,11 @@ pub fn check(expected: Option<&str>, metadata: &MetadataMap) -> Result<(), Statu
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or_else(|| Status::unauthenticated("deciding needs the decider token"))?;
+        .ok_or(AuthError::Missing)?;
     if constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
-        Err(Status::unauthenticated("wrong decider token"))
+        Err(AuthError::Wrong)
     }
 }
 
@@ -48,9 +65,19 @@ mod tests {
     fn token_is_checked_only_when_configured() {
         assert!(check(None, &MetadataMap::new()).is_ok());
         assert!(check(Some("s3cret"), &with("Bearer s3cret")).is_ok());
-        let missing = check(Some("s3cret"), &MetadataMap::new()).expect_err("missing");
-        assert_eq!(missing.code(), tonic::Code::Unauthenticated);
-        assert!(check(Some("s3cret"), &with("Bearer s3cre")).is_err());
-        assert!(check(Some("s3cret"), &with("s3cret")).is_err());
+        assert_eq!(
+            check(Some("s3cret"), &MetadataMap::new()),
+            Err(AuthError::Missing)
+        );
+        assert_eq!(
+            check(Some("s3cret"), &with("Bearer s3cre")),
+            Err(AuthError::Wrong)
+        );
+        assert_eq!(
+            check(Some("s3cret"), &with("s3cret")),
+            Err(AuthError::Missing)
+        );
+        let status = Status::from(AuthError::Wrong);
+        assert_eq!(status.code(), tonic::Code::Unauthenticated);
     }
 }

@@ -5,6 +5,21 @@ use std::time::Duration;
 use jitgate_proto::audit::v1::{ApprovalMode, ApprovalRequested, GrantScope, OpenRequest};
 use tonic::Status;
 
+/// An `OpenRequest` that cannot be stored; sent to the agent as `INVALID_ARGUMENT`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<Invalid> for Status {
+    fn from(err: Invalid) -> Status {
+        Status::invalid_argument(err.0)
+    }
+}
+
+fn invalid(message: impl Into<String>) -> Invalid {
+    Invalid(message.into())
+}
+
 use super::micros;
 use crate::storage::NewApproval;
 
@@ -15,33 +30,29 @@ pub const MAX_ID_LEN: usize = 64;
 /// stays pending for `default_pending`.
 ///
 /// # Errors
-/// `INVALID_ARGUMENT` naming the first missing or malformed field.
+/// [`Invalid`] naming the first missing or malformed field.
 pub fn new_approval(
     open: OpenRequest,
     now: i64,
     default_pending: Duration,
-) -> Result<NewApproval, Status> {
+) -> Result<NewApproval, Invalid> {
     check_id("approval_id", &open.approval_id)?;
     check_id("session_id", &open.session_id)?;
     let identity = open
         .identity
         .clone()
-        .ok_or_else(|| Status::invalid_argument("identity is required"))?;
+        .ok_or_else(|| invalid("identity is required"))?;
     if identity.issuer.is_empty() || identity.subject.is_empty() {
-        return Err(Status::invalid_argument(
-            "identity.issuer and identity.subject are required",
-        ));
+        return Err(invalid("identity.issuer and identity.subject are required"));
     }
     let mode = open.mode();
     if mode == ApprovalMode::Unspecified {
-        return Err(Status::invalid_argument("mode must be hold or request"));
+        return Err(invalid("mode must be hold or request"));
     }
     let mut scope = open.grant_scope();
     if mode == ApprovalMode::Request {
         if open.grant_ttl_s == 0 {
-            return Err(Status::invalid_argument(
-                "grant_ttl_s is required in request mode",
-            ));
+            return Err(invalid("grant_ttl_s is required in request mode"));
         }
         if scope == GrantScope::Unspecified {
             scope = GrantScope::Fingerprint;
@@ -51,7 +62,7 @@ pub fn new_approval(
             _ => !open.fingerprint.is_empty(),
         };
         if !scoped {
-            return Err(Status::invalid_argument(
+            return Err(invalid(
                 "the grant scope needs a fingerprint (scope fingerprint) or tables and actions (scope tables)",
             ));
         }
@@ -92,7 +103,7 @@ pub fn new_approval(
 
 /// An id is required, at most [`MAX_ID_LEN`] long, of letters, digits, `-` and `_` (it is used
 /// in event ids and printed in commands people copy).
-fn check_id(field: &str, id: &str) -> Result<(), Status> {
+fn check_id(field: &str, id: &str) -> Result<(), Invalid> {
     let ok = !id.is_empty()
         && id.len() <= MAX_ID_LEN
         && id
@@ -101,7 +112,7 @@ fn check_id(field: &str, id: &str) -> Result<(), Status> {
     if ok {
         Ok(())
     } else {
-        Err(Status::invalid_argument(format!(
+        Err(invalid(format!(
             "{field} must be 1-{MAX_ID_LEN} letters, digits, '-' or '_' (a UUID)"
         )))
     }
@@ -163,7 +174,7 @@ mod tests {
         ];
         for request in bad {
             let err = new_approval(request, 0, Duration::from_secs(1)).expect_err("invalid");
-            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+            assert_eq!(Status::from(err).code(), tonic::Code::InvalidArgument);
         }
     }
 }
