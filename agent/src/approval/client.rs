@@ -184,13 +184,13 @@ impl ApprovalClient {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown => {
                 ApprovalError::Unavailable {
                     url,
-                    source: status,
+                    source: Box::new(status),
                 }
             }
             Code::NotFound => ApprovalError::NotFound { id: id.to_owned() },
             _ => ApprovalError::Refused {
                 url,
-                source: status,
+                source: Box::new(status),
             },
         }
     }

@@ -47,7 +47,7 @@ pub enum ApprovalError {
         url: String,
         /// The gRPC status (transport errors arrive as `UNAVAILABLE`).
         #[source]
-        source: tonic::Status,
+        source: Box<tonic::Status>,
     },
     /// The collector refused the call (invalid request, wrong state, internal error).
     #[error("the approvals collector at {url} refused the call")]
@@ -56,7 +56,7 @@ pub enum ApprovalError {
         url: String,
         /// The gRPC status.
         #[source]
-        source: tonic::Status,
+        source: Box<tonic::Status>,
     },
     /// The collector knows no approval request with this id.
     #[error("no approval request {id} at the collector")]

@@ -9,6 +9,8 @@
 //! Storing is idempotent: `event_id` is the primary key, an event already stored is skipped and
 //! does not touch its session row again.
 
+#[cfg(test)]
+mod approval_tests;
 mod approvals;
 mod schema;
 mod session;
