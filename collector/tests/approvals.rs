@@ -218,6 +218,7 @@ async fn deny_with_the_cli_is_returned_to_the_agent() {
     let out = stdout_of(
         &jitgate(
             &[
+                "--json",
                 "approvals",
                 "deny",
                 &id,
@@ -231,7 +232,10 @@ async fn deny_with_the_cli_is_returned_to_the_agent() {
         )
         .await,
     );
-    assert!(out.starts_with(&format!("denied {id} by bob")), "{out}");
+    let denied: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(denied["status"], "denied");
+    assert_eq!(denied["decided_by"], "bob");
+    assert_eq!(denied["approval_id"], id.as_str());
     let approval = wait(&mut agent, &id, 5_000).await;
     assert_eq!(approval.status(), ApprovalStatus::Denied);
     assert_eq!(
