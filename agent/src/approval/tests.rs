@@ -219,7 +219,14 @@ async fn auto_approved_request_is_approved_at_once() {
     let mut req = request(Mode::Request);
     req.scope = ScopeKind::Tables;
     req.auto_approved_by = Some("policy:small-deletes".into());
+    let own_scope = GrantScope::of(&req);
     let opened = client.open(req).await.expect("open");
+    let own = client
+        .find_grant(&IdentityKey::of(&fixtures::identity()), &own_scope)
+        .await
+        .expect("find")
+        .expect("the statement itself is covered");
+    assert_eq!(own.approval_id, opened.id);
     assert_eq!(opened.status, Status::Approved);
     let scope = GrantScope {
         tables: vec!["public.orders".into()],

@@ -184,6 +184,16 @@ pub struct IdentityKey {
     pub subject: String,
 }
 
+impl IdentityKey {
+    /// The key of an audited identity (`WorkloadIdentity::to_audit`).
+    pub fn of(identity: &pb::Identity) -> IdentityKey {
+        IdentityKey {
+            issuer: identity.issuer.clone(),
+            subject: identity.subject.clone(),
+        }
+    }
+}
+
 /// The statement a grant must cover. A grant of scope fingerprint matches an equal non-empty
 /// `fingerprint`; one of scope tables matches when `tables` and `actions` are non-empty and each
 /// is listed in the grant. Non-empty `target` / `database` must equal the grant's.
@@ -199,6 +209,19 @@ pub struct GrantScope {
     pub tables: Vec<String>,
     /// Its statement classes / policy actions.
     pub actions: Vec<String>,
+}
+
+impl GrantScope {
+    /// The scope of `request`'s own statement: what a grant must cover for it to run.
+    pub fn of(request: &ApprovalRequest) -> GrantScope {
+        GrantScope {
+            target: request.target.clone(),
+            database: request.database.clone(),
+            fingerprint: request.fingerprint.clone(),
+            tables: request.tables.clone(),
+            actions: request.actions.clone(),
+        }
+    }
 }
 
 /// A live grant.
