@@ -39,11 +39,16 @@ pub struct CollectorArgs {
 }
 
 impl CollectorArgs {
-    /// The server options these arguments name; reads the decider token file.
+    /// The server options these arguments name; reads the decider token file and checks the
+    /// webhook URL.
     ///
     /// # Errors
-    /// [`ServeError::TokenFile`] when the token file cannot be read or is empty.
+    /// [`ServeError::TokenFile`] when the token file cannot be read or is empty,
+    /// [`ServeError::Webhook`] for a malformed webhook URL.
     pub fn options(&self) -> Result<ServerOptions, ServeError> {
+        if let Some(url) = &self.webhook_url {
+            crate::approvals::webhook::check_url(url)?;
+        }
         let decider_token = match &self.decider_token_file {
             None => None,
             Some(path) => {

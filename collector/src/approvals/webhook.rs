@@ -23,6 +23,9 @@ pub enum WebhookError {
     /// The HTTP client could not be built (TLS backend initialisation).
     #[error("cannot build the webhook HTTP client")]
     Client(#[source] reqwest::Error),
+    /// The webhook URL is not an absolute http(s) URL.
+    #[error("the webhook URL is not an absolute http(s) URL")]
+    Url,
 }
 
 /// Posts approval notifications to one URL.
@@ -36,8 +39,11 @@ impl Webhook {
     /// A webhook posting to `url`.
     ///
     /// # Errors
-    /// [`WebhookError::Client`] when the HTTP client cannot be built.
+    /// [`WebhookError::Url`] for a URL that is not absolute http(s) (the URL itself is not
+    /// repeated: incoming-webhook URLs are secrets), [`WebhookError::Client`] when the HTTP
+    /// client cannot be built.
     pub fn new(url: String) -> Result<Webhook, WebhookError> {
+        check_url(&url)?;
         let client = reqwest::Client::builder()
             .timeout(TIMEOUT)
             .connect_timeout(TIMEOUT)
@@ -68,6 +74,19 @@ impl Webhook {
                 }
             }
         });
+    }
+}
+
+/// Checks that `url` is an absolute http(s) URL with a host.
+///
+/// # Errors
+/// [`WebhookError::Url`] otherwise.
+pub fn check_url(url: &str) -> Result<(), WebhookError> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| WebhookError::Url)?;
+    if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() {
+        Ok(())
+    } else {
+        Err(WebhookError::Url)
     }
 }
 
