@@ -1,5 +1,5 @@
 //! The agent's configuration file (TOML): listeners, the runner cgroup, OIDC issuers, protected
-//! targets with their upstream credentials and masking rules, and statement deny rules.
+//! targets with their upstream credentials and masking rules, and the Cedar policy file.
 //!
 //! ```toml
 //! [agent]
@@ -21,13 +21,10 @@
 //! upstream_password_file = "/etc/jitgate/shop.password"
 //! masks = [{ column = "public.customers.email", strategy = "partial", keep_last = 12 }]
 //!
-//! [[rules]]
-//! id = "ci-no-ddl"
-//! match = { iss = "https://login.microsoftonline.com/<tenant>/v2.0" }
-//! deny = ["ddl", "truncate"]
+//! [policy]
+//! file = "/etc/jitgate/policy.cedar"  # Cedar policies (docs/policy.md)
 //! ```
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
 
@@ -35,7 +32,6 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::masking::MaskStrategy;
-use crate::policy::StatementKind;
 use crate::tls::upstream::UpstreamTlsMode;
 
 /// Errors reading the configuration.
@@ -79,9 +75,8 @@ pub struct Config {
     /// Protected databases.
     #[serde(default)]
     pub targets: Vec<TargetConfig>,
-    /// Statement deny rules, evaluated for every statement.
-    #[serde(default)]
-    pub rules: Vec<DenyRuleConfig>,
+    /// Cedar policies, evaluated for every statement.
+    pub policy: PolicySection,
 }
 
 /// `[agent]`.
@@ -215,21 +210,13 @@ pub struct MaskConfig {
     pub strategy: MaskStrategy,
 }
 
-/// `[[rules]]`: statement kinds denied to the identities it matches.
+/// `[policy]`: the Cedar policies every statement is authorized against.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DenyRuleConfig {
-    /// Rule id, named in denials and audit.
-    pub id: String,
-    /// Claims that must all be equal (for list claims such as `roles` or `aud`: contained).
-    /// Empty = every identity.
-    #[serde(default, rename = "match")]
-    pub matches: BTreeMap<String, String>,
-    /// Denied statement kinds.
-    pub deny: Vec<StatementKind>,
-    /// Optional text shown to the client with the denial.
-    #[serde(default)]
-    pub reason: Option<String>,
+pub struct PolicySection {
+    /// The policy file (Cedar policy language), validated at start against the schema the
+    /// agent ships (`jitgate-agent policy schema` prints it).
+    pub file: PathBuf,
 }
 
 impl Config {
@@ -302,10 +289,8 @@ masks = [
   { column = "public.customers.card_number", strategy = "redact" },
 ]
 
-[[rules]]
-id = "ci-no-ddl"
-match = { iss = "https://login.microsoftonline.com/t/v2.0" }
-deny = ["ddl", "truncate"]
+[policy]
+file = "/etc/jitgate/policy.cedar"
 "#;
 
     #[test]
@@ -321,8 +306,8 @@ deny = ["ddl", "truncate"]
             }
         );
         assert_eq!(
-            config.rules[0].deny,
-            vec![StatementKind::Ddl, StatementKind::Truncate]
+            config.policy.file,
+            PathBuf::from("/etc/jitgate/policy.cedar")
         );
         assert_eq!(
             config.agent.bpf_pin_dir,

@@ -15,7 +15,7 @@ use crate::audit::AuditSink;
 use crate::bpf::{RedirectConfig, Redirector};
 use crate::config::Config;
 use crate::identity::Validator;
-use crate::policy::{Analyzer, Policy};
+use crate::policy::{Analyzer, PolicyEngine};
 use crate::proxy::cancel::CancelRegistry;
 use crate::proxy::upstream::UpstreamTls;
 use crate::proxy::{Context, Target};
@@ -102,6 +102,8 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let targets = resolve_targets(&config)?;
     let validator = Validator::from_config(&config.issuers)?;
+    let policy = Arc::new(PolicyEngine::from_file(&config.policy.file)?);
+    tracing::info!(file = %config.policy.file.display(), policies = policy.len(), "policies loaded");
 
     let v4 = TcpListener::bind(config.agent.listen)
         .await
@@ -153,7 +155,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let ctx = Arc::new(Context {
         redirector: Arc::new(redirector),
         validator,
-        policy: Policy::new(config.rules.clone()),
+        policy,
         analyzer: Analyzer::default(),
         targets,
         audit: audit.clone(),

@@ -40,7 +40,7 @@ pub const DENY_RULE: &str = "ci-no-ddl";
 /// Object id (`sub`) of a second service principal, denied the fast-path FunctionCall by rule
 /// [`FASTPATH_RULE`]; the stack's own token is not.
 pub const NO_FASTPATH_OBJECT_ID: &str = "fa57fa57-0000-4abc-9def-0123456789ab";
-/// Id of the rule denying `function_call` to [`NO_FASTPATH_OBJECT_ID`].
+/// Id of the policy denying large-object `function_call`s to [`NO_FASTPATH_OBJECT_ID`].
 pub const FASTPATH_RULE: &str = "ci-no-fastpath";
 
 /// A running stack.
@@ -87,6 +87,8 @@ pub struct StackOptions {
     pub server_tls: bool,
     /// The agent's `max_connections` (its default when `None`).
     pub max_connections: Option<usize>,
+    /// The Cedar policies ([`stack_policy`] by default).
+    pub policy: String,
 }
 
 impl Default for StackOptions {
@@ -98,6 +100,7 @@ impl Default for StackOptions {
             upstream_tls: "prefer".into(),
             server_tls: false,
             max_connections: None,
+            policy: stack_policy(),
         }
     }
 }
@@ -149,23 +152,45 @@ upstream_tls = "prefer"
 masks = [
 {masks}]
 
-[[rules]]
-id = "{DENY_RULE}"
-match = {{ iss = "{issuer}" }}
-deny = ["ddl", "truncate"]
-reason = "schema changes go through the migration pipeline"
-
-[[rules]]
-id = "{FASTPATH_RULE}"
-match = {{ sub = "{NO_FASTPATH_OBJECT_ID}" }}
-deny = ["function_call"]
-reason = "this job has no business with large objects"
+[policy]
+file = "{policy}"
 "#,
         cgroup = cgroup.display(),
         pins = pin_dir.display(),
         jwks = stack_dir.join("jwks.json").display(),
         password = stack_dir.join("upstream.password").display(),
         ca = stack_dir.join("ca").display(),
+        policy = stack_dir.join("policy.cedar").display(),
+    )
+}
+
+/// Id of the policy forbidding DO blocks to the stack's issuer.
+pub const DO_RULE: &str = "ci-no-do";
+
+/// The Cedar policies of the stack (written to `policy.cedar` next to the config): everything
+/// is permitted, except DDL and TRUNCATE ([`DENY_RULE`]) and DO blocks ([`DO_RULE`]) for the
+/// stack's issuer, and large-object functions for [`NO_FASTPATH_OBJECT_ID`] ([`FASTPATH_RULE`]).
+pub fn stack_policy() -> String {
+    let issuer = entra_v2_issuer(TENANT);
+    format!(
+        r#"@id("ci-baseline")
+permit(principal, action in Jitgate::Action::"statement", resource);
+
+@id("{DENY_RULE}")
+@reason("schema changes go through the migration pipeline")
+forbid(principal, action in [Jitgate::Action::"ddl", Jitgate::Action::"truncate"], resource)
+when {{ principal.iss == "{issuer}" }};
+
+@id("{DO_RULE}")
+@reason("DO blocks run code jitgate cannot see into, which could run the DDL this job is denied")
+forbid(principal, action == Jitgate::Action::"do", resource)
+when {{ principal.iss == "{issuer}" }};
+
+@id("{FASTPATH_RULE}")
+@reason("this job has no business with large objects")
+forbid(principal, action == Jitgate::Action::"function_call", resource)
+when {{ principal.sub == "{NO_FASTPATH_OBJECT_ID}" && resource.category == "large_object" }};
+"#
     )
 }
 
@@ -200,6 +225,7 @@ impl Stack {
             upstream_tls,
             server_tls,
             max_connections,
+            policy,
         } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
@@ -239,6 +265,7 @@ impl Stack {
         let token_file = dir.path().join("token.jwt");
         std::fs::write(&token_file, issuer.token(&claims)?)?;
 
+        std::fs::write(dir.path().join("policy.cedar"), policy)?;
         let collector = CollectorGuard::start(&bins.collector)?;
         let cgroup = CgroupGuard::new("jitgate-runner")?;
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/jitgate-test-{}", uuid_like()));

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pg_query::NodeEnum;
 use pg_query::protobuf::{CopyStmt, TransactionStmtKind};
 
+use super::access::{self, Object, QualifiedName, Touch};
 use super::{StatementKind, integrity};
 
 /// The analysis of one query string (one or more statements).
@@ -17,21 +18,45 @@ pub struct Analysis {
     pub kinds: BTreeSet<StatementKind>,
     /// Relations named, as written (schema-qualified when the SQL qualifies them).
     pub tables: BTreeSet<String>,
+    /// Every (class, object) pair the string needs permission for ([`access`]).
+    pub touches: BTreeSet<Touch>,
+    /// Dangerous features used ([`super::catalogue`]).
+    pub dangerous: BTreeSet<&'static str>,
+    /// Schemas this string adds to `search_path` (`SET search_path`, `set_config`).
+    pub search_path: Vec<String>,
+    /// Names of SQL-level prepared statements this string runs (`EXECUTE name`).
+    pub executes: BTreeSet<String>,
+    /// Names of SQL-level prepared statements this string creates (`PREPARE name AS …`).
+    pub prepares: BTreeSet<String>,
     /// Number of top-level statements.
     pub statements: usize,
     /// Set when a statement would change a setting the agent's analysis depends on
-    /// ([`super::integrity`]); such strings are always refused.
+    /// ([`super::integrity`]), or `search_path` to a value it cannot read; such strings are
+    /// always refused.
     pub integrity: Option<String>,
 }
 
 impl Analysis {
-    /// The analysis of a fast-path FunctionCall: one statement of class
-    /// [`StatementKind::FunctionCall`], naming no relation (the message carries only the
-    /// function's OID and its arguments).
-    pub fn function_call() -> Self {
+    /// The analysis of a fast-path FunctionCall of `function` (`schema.name`, as the server
+    /// named it): one statement of class [`StatementKind::FunctionCall`] touching that function
+    /// (the message carries only the function's OID and its arguments).
+    pub fn function_call(function: QualifiedName) -> Self {
+        let mut dangerous = BTreeSet::new();
+        if let Some(category) = super::catalogue::function_category(&function) {
+            dangerous.insert(category);
+        }
         Self {
             kinds: [StatementKind::FunctionCall].into(),
             tables: BTreeSet::new(),
+            touches: [Touch {
+                class: StatementKind::FunctionCall,
+                object: Object::Function(function),
+            }]
+            .into(),
+            dangerous,
+            search_path: Vec::new(),
+            executes: BTreeSet::new(),
+            prepares: BTreeSet::new(),
             statements: 1,
             integrity: None,
         }
@@ -96,49 +121,86 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
             other => other.to_string(),
         },
     })?;
-    let mut kinds = BTreeSet::new();
-    let mut integrity = None;
+    let mut analysis = Analysis {
+        kinds: BTreeSet::new(),
+        tables: BTreeSet::new(),
+        touches: BTreeSet::new(),
+        dangerous: BTreeSet::new(),
+        search_path: Vec::new(),
+        executes: BTreeSet::new(),
+        prepares: BTreeSet::new(),
+        statements: parsed.protobuf.stmts.len(),
+        integrity: None,
+    };
     for raw in &parsed.protobuf.stmts {
-        if let Some(node) = raw.stmt.as_ref().and_then(|s| s.node.as_ref()) {
-            classify(node, &mut kinds);
-            if let NodeEnum::VariableSetStmt(v) = node
-                && integrity::is_pinned(&v.name)
-            {
-                integrity = Some(format!(
+        let Some(stmt) = raw.stmt.as_ref() else {
+            continue;
+        };
+        let Some(node) = stmt.node.as_ref() else {
+            continue;
+        };
+        let mut kinds = BTreeSet::new();
+        classify(node, &mut kinds);
+        match node {
+            NodeEnum::VariableSetStmt(v) if integrity::is_pinned(&v.name) => {
+                analysis.integrity.get_or_insert(format!(
                     "{} cannot be changed through jitgate: it changes how the server reads SQL text",
                     v.name
                 ));
             }
+            NodeEnum::PrepareStmt(p) => {
+                analysis.prepares.insert(p.name.clone());
+            }
+            _ => {}
+        }
+        let tree = serde_json::to_value(stmt).map_err(|e| ParseFailure {
+            message: format!("the parse tree could not be walked: {e}"),
+        })?;
+        let found = access::walk_statement(&tree);
+        kinds.extend(found.nested_kinds.iter().copied());
+        add_touches(&mut analysis, &kinds, &found);
+        if let Some(reason) = found.integrity {
+            analysis.integrity.get_or_insert(reason);
+        }
+        if found.opaque_search_path {
+            analysis.integrity.get_or_insert(
+                "search_path can only be set to constant schema names through jitgate, so \
+                 that the tables a statement names can be told"
+                    .to_owned(),
+            );
+        }
+        analysis.dangerous.extend(found.dangerous);
+        analysis.search_path.extend(found.search_path);
+        analysis.executes.extend(found.executes);
+        analysis.kinds.extend(kinds);
+    }
+    Ok(analysis)
+}
+
+/// Adds one statement's touches: every relation with the class touching it, every function
+/// call, and for each class that touches no relation, the database itself.
+fn add_touches(analysis: &mut Analysis, kinds: &BTreeSet<StatementKind>, found: &access::Found) {
+    for (class, name) in &found.relations {
+        analysis.tables.insert(name.to_string());
+        analysis.touches.insert(Touch {
+            class: *class,
+            object: Object::Relation(name.clone()),
+        });
+    }
+    for function in &found.functions {
+        analysis.touches.insert(Touch {
+            class: StatementKind::FunctionCall,
+            object: Object::Function(function.clone()),
+        });
+    }
+    for kind in kinds {
+        if !found.relations.iter().any(|(class, _)| class == kind) {
+            analysis.touches.insert(Touch {
+                class: *kind,
+                object: Object::Database,
+            });
         }
     }
-    // Statements nested anywhere (data-modifying CTEs, rules inside EXPLAIN, …).
-    for (node, _depth, _context, _) in parsed.protobuf.nodes() {
-        match node {
-            pg_query::NodeRef::InsertStmt(_) => kinds.insert(StatementKind::Insert),
-            pg_query::NodeRef::UpdateStmt(_) => kinds.insert(StatementKind::Update),
-            pg_query::NodeRef::DeleteStmt(_) => kinds.insert(StatementKind::Delete),
-            pg_query::NodeRef::MergeStmt(_) => kinds.insert(StatementKind::Merge),
-            // SELECT … INTO in any branch (PostgreSQL takes it from the leftmost one of a UNION).
-            pg_query::NodeRef::SelectStmt(s) if s.into_clause.is_some() => {
-                kinds.insert(StatementKind::Ddl)
-            }
-            pg_query::NodeRef::FuncCall(call) => {
-                if let Some(reason) = integrity::set_config_violation(call) {
-                    integrity.get_or_insert(reason);
-                }
-                false
-            }
-            _ => false,
-        };
-    }
-    let statements = parsed.protobuf.stmts.len();
-    let tables = parsed.tables().into_iter().collect();
-    Ok(Analysis {
-        kinds,
-        tables,
-        statements,
-        integrity,
-    })
 }
 
 fn inner(node: &Option<Box<pg_query::protobuf::Node>>, kinds: &mut BTreeSet<StatementKind>) {

@@ -23,7 +23,7 @@ use crate::config::TargetConfig;
 use crate::identity::Validator;
 use crate::pgwire::WireError;
 use crate::pgwire::backend::ErrorFields;
-use crate::policy::{Analyzer, Policy};
+use crate::policy::{Analyzer, PolicyEngine};
 
 /// Errors of one proxied session.
 #[derive(Debug, Error)]
@@ -63,6 +63,12 @@ pub enum ProxyError {
         /// `name = value`.
         setting: String,
     },
+    /// The session outlived what it was allowed on: its workload token, or its grant.
+    #[error("{what}; the session ends")]
+    Expired {
+        /// What expired, and when.
+        what: String,
+    },
     /// The kernel maps could not be read.
     #[error("connection lookup failed: {0}")]
     Lookup(#[source] crate::bpf::BpfError),
@@ -89,8 +95,8 @@ pub struct Context {
     pub redirector: Arc<Redirector>,
     /// Token validation.
     pub validator: Validator,
-    /// Deny rules.
-    pub policy: Policy,
+    /// The Cedar policies.
+    pub policy: Arc<PolicyEngine>,
     /// SQL analysis cache.
     pub analyzer: Analyzer,
     /// Protected targets.

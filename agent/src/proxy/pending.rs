@@ -125,8 +125,8 @@ pub enum Pending {
     Lookup {
         /// The function's OID.
         oid: u32,
-        /// `schema.name(argument types)`, from the DataRow.
-        name: Option<String>,
+        /// The function, from the DataRow.
+        name: Option<NamedFunction>,
     },
     /// Sync: ReadyForQuery. `copy_ends` is how many CopyDone/CopyFail the client had sent
     /// before this Sync: a Sync the server receives while in COPY-in is ignored by it, which
@@ -145,4 +145,13 @@ pub struct Undo<T> {
     pub name: String,
     /// What it named before (`None`: nothing).
     pub previous: Option<Arc<T>>,
+}
+
+/// A function the server named for a fast-path call's OID.
+#[derive(Debug, Clone)]
+pub struct NamedFunction {
+    /// Schema and name, for policy.
+    pub name: crate::policy::access::QualifiedName,
+    /// `schema.name(argument types)`, quoted where needed, for audit.
+    pub signature: String,
 }

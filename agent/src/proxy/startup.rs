@@ -32,7 +32,7 @@ use crate::pgwire::backend::BACKEND_KEY_DATA_TAG;
 use crate::pgwire::codec::{READ_BUFFER, TaggedCodec, codes};
 use crate::pgwire::frontend::StartupMessage;
 use crate::pgwire::write::{self, Severity};
-use crate::policy::integrity;
+use crate::policy::{SessionFacts, SessionPolicy, integrity};
 use jitgate_proto::audit::v1 as pb;
 
 /// How long a client may take to send its StartupMessage.
@@ -259,6 +259,20 @@ async fn serve_inner(
         return Ok(());
     }
 
+    let policy = match session_policy(ctx, target, &identity, &info, &startup, &mut upstream).await
+    {
+        Ok(policy) => policy,
+        Err(e) => {
+            let refusal = Refusal {
+                sqlstate: "42501".into(),
+                message: format!("jitgate: the session's policy could not be set up: {e}"),
+                hint: None,
+            };
+            refuse(&mut writer, audit, Some(&info), refusal).await;
+            return Ok(());
+        }
+    };
+
     let catalog = match resolve_query(&target.config.masks) {
         Some(sql) => {
             let rows = upstream::simple_query(&mut upstream, &sql).await?;
@@ -344,9 +358,22 @@ async fn serve_inner(
         writer,
     };
     let status = upstream.status;
-    let mut session = Session::new(ctx, identity, catalog, audit, status);
+    let session_outlives_token = policy.may_outlive_token();
+    let token_expiry = identity.expires_at;
+    let mut session = Session::new(ctx, policy, catalog, audit, status);
     if registration.is_some() {
         session.translate_notifications(original);
+    }
+    if !session_outlives_token {
+        let exp =
+            std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(token_expiry).unwrap_or(0));
+        session.end_at(
+            exp,
+            format!(
+                "jitgate: the workload token expired at {} (exp {token_expiry})",
+                humane_time(exp)
+            ),
+        );
     }
     let result = session.run(&mut client, &mut upstream).await;
     if let Err(e) = &result {
@@ -354,6 +381,7 @@ async fn serve_inner(
         let sqlstate = match e {
             ProxyError::Client(_) => "08P01",
             ProxyError::PinnedSetting { .. } => "42501",
+            ProxyError::Expired { .. } => "28000",
             _ => "08006",
         };
         let mut out = BytesMut::new();
@@ -392,6 +420,51 @@ async fn serve_inner(
     result.map(|_| ())
 }
 
+/// The policy state of a new session: who, from which process, to which database, and the
+/// server's `search_path` at the start (unqualified names are authorized under each schema in it).
+async fn session_policy(
+    ctx: &Context,
+    target: &Target,
+    identity: &WorkloadIdentity,
+    info: &ConnInfo,
+    startup: &StartupMessage,
+    upstream: &mut upstream::Upstream,
+) -> Result<SessionPolicy, ProxyError> {
+    let rows = upstream::simple_query(
+        upstream,
+        "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_database()",
+    )
+    .await?;
+    let row = rows.first();
+    let value = |i: usize| {
+        row.and_then(|r| r.get(i).cloned().flatten())
+            .unwrap_or_default()
+    };
+    let search_path = crate::policy::access::split_search_path(&value(0));
+    let p = &info.process;
+    let facts = SessionFacts {
+        target: target.config.name.clone(),
+        database: match value(1) {
+            db if db.is_empty() => startup.database().unwrap_or("postgres").to_owned(),
+            db => db,
+        },
+        upstream_user: target.config.upstream_user.clone(),
+        process: serde_json::json!({
+            "pid": p.tgid,
+            "uid": p.uid,
+            "gid": p.gid,
+            "comm": process::comm_of(p),
+            "exe": process::exe_of(p.tgid),
+            "cgroup_id": p.cgroup_id.to_string(),
+        }),
+    };
+    SessionPolicy::new(ctx.policy.clone(), identity, facts, &search_path).map_err(|e| {
+        ProxyError::UpstreamAuth {
+            detail: e.to_string(),
+        }
+    })
+}
+
 /// The first pinned setting a ParameterStatus among `frames` reports with another value.
 fn pinned_violation(frames: &[crate::pgwire::codec::Frame]) -> Option<String> {
     frames
@@ -400,6 +473,21 @@ fn pinned_violation(frames: &[crate::pgwire::codec::Frame]) -> Option<String> {
         .filter_map(|f| crate::pgwire::backend::parse_parameter_status(&f.body).ok())
         .find(|(name, value)| integrity::violates(name, value) == Some(true))
         .map(|(name, value)| format!("{name} = {value}"))
+}
+
+/// `time` as RFC 3339 UTC, for messages.
+fn humane_time(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    ::time::OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap_or(0))
+        .ok()
+        .and_then(|t| {
+            t.format(&::time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{secs} s after the epoch"))
 }
 
 /// How long a finished session waits for room on the audit queue for its last events.

@@ -100,3 +100,66 @@ fn a_token_the_jobs_user_cannot_read_is_refused_and_a_fifo_cannot_stall_the_agen
         describe(&out)
     );
 }
+
+/// A token for the stack's service principal that expires `secs` from now.
+fn token_expiring_in(stack: &Stack, secs: u64) -> String {
+    let mut claims = jitgate_tests::claims::entra_sp_claims(
+        jitgate_tests::stack::TENANT,
+        APP_ID,
+        OBJECT_ID,
+        jitgate_tests::stack::AUDIENCE,
+        Duration::from_secs(60),
+    );
+    claims["exp"] = Value::from(jitgate_tests::claims::now_secs() + secs);
+    stack.issuer.token(&claims).expect("token")
+}
+
+#[test]
+fn a_session_ends_when_its_token_expires_unless_policy_lets_it_outlive_it() {
+    // Two policies: the stack's (sessions end at exp) and one that permits outlive_token.
+    let script = "SELECT 'before';\n\\! sleep 9\nSELECT 'after';\n";
+    for outlive in [false, true] {
+        let mut policy = jitgate_tests::stack::stack_policy();
+        if outlive {
+            policy.push_str(
+                "\n@id(\"long-jobs\")\npermit(principal, action == Jitgate::Action::\"outlive_token\", resource);\n",
+            );
+        }
+        let Some(stack) = stack_with(StackOptions {
+            policy,
+            ..StackOptions::default()
+        }) else {
+            return;
+        };
+        std::fs::write(&stack.token_file, token_expiring_in(&stack, 4)).expect("write");
+        let started = Instant::now();
+        let out = run_script(stack.psql_command(true), script);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(stdout.contains("before"), "{}", describe(&out));
+        assert!(started.elapsed() >= Duration::from_secs(9));
+        if outlive {
+            assert!(stdout.contains("after"), "{}", describe(&out));
+        } else {
+            assert!(!stdout.contains("after"), "{}", describe(&out));
+            assert!(
+                stderr.contains("token expired") || stderr.contains("terminated"),
+                "{}",
+                describe(&out)
+            );
+            let ended = eventually("the session's end in the trail", || {
+                let sessions = json_lines(&stack.cli(&["sessions", "--json"]).ok()?);
+                let id = sessions.first()?["session_id"].as_str()?.to_owned();
+                let events = json_lines(&stack.cli(&["events", "--session", &id, "--json"]).ok()?);
+                events
+                    .into_iter()
+                    .find(|e| e["session_ended"]["reason"].is_string())
+            });
+            assert!(
+                ended["session_ended"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("token expired")),
+                "{ended}"
+            );
+        }
+    }
+}

@@ -8,5 +8,6 @@ mod connection;
 mod identity;
 mod masking;
 mod policy;
+mod policy_corpus;
 mod support;
 mod tls;

@@ -11,13 +11,15 @@ use crate::pgwire::codec::Frame;
 use crate::pgwire::frontend::{self as fe, Bind, Execute, FunctionCall, Parse, Target};
 use crate::policy::{Analysis, Decision, StatementKind};
 use crate::proxy::ProxyError;
-use crate::proxy::pending::{Execution, Pending, Portal, PreparedStatement, Rejection, Undo};
+use crate::proxy::pending::{
+    Execution, NamedFunction, Pending, Portal, PreparedStatement, Rejection, Undo,
+};
 
 /// The catalog query naming the function with `oid`: `schema.name(argument types)`, quoted where
 /// needed. Schema-qualified names only, so the result does not depend on `search_path`.
 fn function_lookup_sql(oid: u32) -> String {
     format!(
-        "SELECT pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, \
+        "SELECT n.nspname, p.proname, pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, \
          pg_catalog.pg_get_function_identity_arguments(p.oid)) \
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
          WHERE p.oid = {oid}"
@@ -25,8 +27,12 @@ fn function_lookup_sql(oid: u32) -> String {
 }
 
 /// Hint sent with policy denials.
-const DENIAL_HINT: &str = "This CI identity may not run this kind of statement. Ask the \
-     database's owners to change the jitgate rule named above if the job needs it.";
+const DENIAL_HINT: &str = "This CI identity may not run this statement. Ask the database's \
+     owners to change the jitgate policy named above if the job needs it.";
+
+/// Hint sent when a statement needs an approval the agent could not obtain.
+const APPROVAL_HINT: &str = "A person (or an approval policy) must approve this statement; \
+     see `jitgate approvals list` on the collector.";
 
 impl Session<'_> {
     pub(super) fn on_client(&mut self, frame: Frame) -> Result<Flow, ProxyError> {
@@ -180,11 +186,11 @@ impl Session<'_> {
     }
 
     /// Decides a FunctionCall of the function `name` and forwards it, or a refused stand-in.
-    pub(super) fn forward_function_call(&mut self, frame: &Frame, name: &str) {
+    pub(super) fn forward_function_call(&mut self, frame: &Frame, function: &NamedFunction) {
         self.statements_seen += 1;
-        let analysis = Arc::new(Analysis::function_call());
+        let analysis = Arc::new(Analysis::function_call(function.name.clone()));
         let rejection = self.decide(&analysis);
-        let text: Arc<str> = format!("FunctionCall {name}").into();
+        let text: Arc<str> = format!("FunctionCall {}", function.signature).into();
         let exec = Execution::new(text, "fastpath", Some(analysis), rejection);
         self.queue_simple(frame, exec);
     }
@@ -236,7 +242,8 @@ impl Session<'_> {
                 rule: "pinned-settings".into(),
                 message: format!("jitgate: {reason}"),
                 hint: Some(
-                    "jitgate keeps client_encoding = UTF8 and standard_conforming_strings = on."
+                    "jitgate keeps client_encoding = UTF8 and standard_conforming_strings = on, \
+                     and search_path to constant schema names."
                         .into(),
                 ),
             };
@@ -247,15 +254,21 @@ impl Session<'_> {
     }
 
     /// The policy's decision on an analysed statement: `None` to forward it.
-    pub(super) fn decide(&mut self, analysis: &Analysis) -> Option<Rejection> {
-        let rejection = match self.ctx.policy.decide(&self.identity, analysis) {
+    pub(super) fn decide(&mut self, analysis: &Arc<Analysis>) -> Option<Rejection> {
+        let rejection = match self.policy.decide(analysis) {
             Decision::Deny(d) => Some(Rejection {
                 sqlstate: "42501",
                 rule: d.rule,
                 message: d.reason,
                 hint: Some(DENIAL_HINT.into()),
             }),
-            Decision::Allow
+            Decision::Approval(needed) => Some(Rejection {
+                sqlstate: "42501",
+                rule: needed.policies.join(","),
+                message: format!("jitgate: {}", needed.reason),
+                hint: Some(APPROVAL_HINT.into()),
+            }),
+            Decision::Allow { .. }
                 if !self.catalog.is_empty() && analysis.kinds.contains(&StatementKind::CopyTo) =>
             {
                 Some(Rejection {
@@ -267,7 +280,7 @@ impl Session<'_> {
                     hint: None,
                 })
             }
-            Decision::Allow => None,
+            Decision::Allow { .. } => None,
         };
         if rejection.is_some() {
             self.statements_denied += 1;

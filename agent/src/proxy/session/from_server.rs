@@ -11,7 +11,8 @@ use crate::proxy::ProxyError;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::proxy::pending::{Pending, Rejection, Undo};
+use crate::policy::access::QualifiedName;
+use crate::proxy::pending::{NamedFunction, Pending, Rejection, Undo};
 
 use super::Session;
 
@@ -220,17 +221,11 @@ impl Session<'_> {
     }
 
     /// A FunctionCall held for a lookup the server skipped (an error earlier in the batch): the
-    /// server skips the call as well, so it gets no queue entry; it is still decided, and sent
-    /// only when allowed, so an undecided call never reaches the server.
+    /// server would skip the call as well, so it is dropped, undecided and never sent, and
+    /// gets no queue entry.
     fn release_skipped_call(&mut self, oid: u32) {
-        let Some(call) = self.held.take() else {
+        if self.held.take().is_none() {
             return;
-        };
-        if self
-            .decide(&crate::policy::Analysis::function_call())
-            .is_none()
-        {
-            call.write_to(&mut self.to_server);
         }
         tracing::debug!(
             oid,
@@ -244,10 +239,26 @@ impl Session<'_> {
         match frame.tag {
             be::DATA_ROW_TAG => {
                 let values = be::parse_data_row(&frame.body).map_err(ProxyError::Upstream)?;
-                if let (Some(Pending::Lookup { name, .. }), Some(Some(value))) =
-                    (self.pending.front_mut(), values.first())
+                let text = |i: usize| {
+                    values
+                        .get(i)
+                        .and_then(|v| v.as_ref())
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                };
+                if let (
+                    Some(Pending::Lookup { name, .. }),
+                    Some(schema),
+                    Some(function),
+                    Some(signature),
+                ) = (self.pending.front_mut(), text(0), text(1), text(2))
                 {
-                    *name = Some(String::from_utf8_lossy(value).into_owned());
+                    *name = Some(NamedFunction {
+                        name: QualifiedName {
+                            schema: Some(schema),
+                            name: function,
+                        },
+                        signature,
+                    });
                 }
             }
             be::ERROR_RESPONSE_TAG => {
@@ -263,7 +274,14 @@ impl Session<'_> {
                         self.function_names.insert(oid, name.clone());
                         name
                     }
-                    None => format!("function with OID {oid} (not found)"),
+                    // The server fails the call itself ("function … does not exist").
+                    None => NamedFunction {
+                        name: QualifiedName {
+                            schema: None,
+                            name: format!("oid {oid}"),
+                        },
+                        signature: format!("function with OID {oid} (not found)"),
+                    },
                 };
                 if let Some(call) = self.held.take() {
                     self.forward_function_call(&call, &name);

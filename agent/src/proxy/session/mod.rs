@@ -20,14 +20,14 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::codec::FramedRead;
 
 use super::negotiate::{BoxRead, BoxWrite, write_flushed};
-use super::pending::{Execution, Pending, Portal, PreparedStatement};
+use super::pending::{Execution, NamedFunction, Pending, Portal, PreparedStatement};
 use super::{Context, ProxyError};
 use crate::audit::SessionAudit;
-use crate::identity::WorkloadIdentity;
 use crate::masking::MaskCatalog;
 use crate::pgwire::WireError;
 use crate::pgwire::backend::TransactionStatus;
 use crate::pgwire::codec::{Frame, TaggedCodec};
+use crate::policy::SessionPolicy;
 use crate::proxy::upstream::Upstream;
 use jitgate_proto::audit::v1 as pb;
 
@@ -93,7 +93,7 @@ fn advance(buf: &mut BytesMut, sent: usize) -> bool {
 /// State of one session.
 pub struct Session<'a> {
     ctx: &'a Context,
-    identity: WorkloadIdentity,
+    policy: SessionPolicy,
     catalog: MaskCatalog,
     audit: &'a mut SessionAudit,
     pending: VecDeque<Pending>,
@@ -110,10 +110,12 @@ pub struct Session<'a> {
     /// CopyDone and CopyFail messages the client has sent.
     copy_ends: u64,
     /// Function names by OID, as looked up for FunctionCall (this session's catalog view).
-    function_names: HashMap<u32, String>,
+    function_names: HashMap<u32, NamedFunction>,
     /// The server address, when clients were given agent cancel keys: NotificationResponse
     /// process ids of the agent's sessions there are then translated to the agent's ids.
     upstream_addr: Option<std::net::SocketAddr>,
+    /// When the session must end, and why ([`Session::end_at`]).
+    deadline: Option<(tokio::time::Instant, String)>,
     /// Statements decided.
     pub statements_seen: u64,
     /// Statements refused.
@@ -129,17 +131,17 @@ pub struct Client {
 }
 
 impl<'a> Session<'a> {
-    /// A session for `identity`, masking by `catalog`, recording to `audit`.
+    /// A session deciding by `policy`, masking by `catalog`, recording to `audit`.
     pub fn new(
         ctx: &'a Context,
-        identity: WorkloadIdentity,
+        policy: SessionPolicy,
         catalog: MaskCatalog,
         audit: &'a mut SessionAudit,
         status: TransactionStatus,
     ) -> Self {
         Self {
             ctx,
-            identity,
+            policy,
             catalog,
             audit,
             pending: VecDeque::new(),
@@ -153,6 +155,7 @@ impl<'a> Session<'a> {
             copy_ends: 0,
             function_names: HashMap::new(),
             upstream_addr: None,
+            deadline: None,
             statements_seen: 0,
             statements_denied: 0,
         }
@@ -163,6 +166,18 @@ impl<'a> Session<'a> {
     /// can tell its own notifications from others' as it would with the server.
     pub fn translate_notifications(&mut self, upstream: std::net::SocketAddr) {
         self.upstream_addr = Some(upstream);
+    }
+
+    /// Ends the session at `at` (wall-clock time, e.g. the token's `exp`) with
+    /// [`ProxyError::Expired`] carrying `what`; the earliest of several calls wins.
+    pub fn end_at(&mut self, at: std::time::SystemTime, what: String) {
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let when = tokio::time::Instant::now() + left;
+        if self.deadline.as_ref().is_none_or(|(d, _)| when < *d) {
+            self.deadline = Some((when, what));
+        }
     }
 
     /// The audit trail, to record the session's end.
@@ -202,7 +217,9 @@ impl<'a> Session<'a> {
     ) -> Result<End, ProxyError> {
         let mut flush_server = false;
         let mut flush_client = false;
+        let far = tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365);
         loop {
+            let deadline = self.deadline.as_ref().map_or(far, |(at, _)| *at);
             let read_client = self.may_read_client();
             let audit_waiting = self.audit.has_backlog();
             let read_server = self.may_read_server();
@@ -236,6 +253,10 @@ impl<'a> Session<'a> {
                     }
                 }
                 () = self.audit.drain(), if audit_waiting => {}
+                () = tokio::time::sleep_until(deadline), if self.deadline.is_some() => {
+                    let what = self.deadline.take().map(|(_, w)| w).unwrap_or_default();
+                    return Err(ProxyError::Expired { what });
+                }
                 sent = send_some(&mut upstream.writer, &self.to_server), if send_server => {
                     let sent = sent.map_err(|e| ProxyError::Upstream(WireError::Io(e)))?;
                     flush_server = advance(&mut self.to_server, sent);
