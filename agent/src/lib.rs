@@ -1,7 +1,9 @@
 //! jitgate-agent: the runner-host daemon. Kernel redirect ([`bpf`]), workload identity
 //! ([`identity`]), PostgreSQL interception ([`pgwire`], [`proxy`]), statement policy ([`policy`]),
-//! result masking ([`masking`]) and audit delivery ([`audit`]).
+//! result masking ([`masking`]), audit delivery ([`audit`]) and the collector's approvals
+//! ([`approval`]).
 
+pub mod approval;
 pub mod audit;
 pub mod bpf;
 pub mod config;

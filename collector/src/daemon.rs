@@ -10,7 +10,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::server::{ServeError, serve};
+use crate::approvals::ApprovalOptions;
+use crate::server::{ServeError, ServerOptions, serve_with};
 use crate::storage::Store;
 
 /// Arguments of `jitgate-collector`.
@@ -27,6 +28,54 @@ pub struct CollectorArgs {
     /// SQLite database file; created when missing.
     #[arg(long, default_value = "jitgate-audit.db")]
     pub db: PathBuf,
+    /// URL to POST a Slack-compatible `{"text": ...}` message to when an approval request is
+    /// opened (e.g. a Slack incoming webhook).
+    #[arg(long, env = "JITGATE_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// File holding the token people must present to approve or deny (`jitgate approvals ...`
+    /// with `JITGATE_DECIDER_TOKEN`); without it anyone who reaches the collector may decide.
+    #[arg(long, env = "JITGATE_DECIDER_TOKEN_FILE")]
+    pub decider_token_file: Option<PathBuf>,
+}
+
+impl CollectorArgs {
+    /// The server options these arguments name; reads the decider token file and checks the
+    /// webhook URL.
+    ///
+    /// # Errors
+    /// [`ServeError::TokenFile`] when the token file cannot be read or is empty,
+    /// [`ServeError::Webhook`] for a malformed webhook URL.
+    pub fn options(&self) -> Result<ServerOptions, ServeError> {
+        if let Some(url) = &self.webhook_url {
+            crate::approvals::webhook::check_url(url)?;
+        }
+        let decider_token = match &self.decider_token_file {
+            None => None,
+            Some(path) => {
+                let token = std::fs::read_to_string(path)
+                    .map_err(|source| ServeError::TokenFile {
+                        path: path.clone(),
+                        source,
+                    })?
+                    .trim()
+                    .to_owned();
+                if token.is_empty() {
+                    return Err(ServeError::TokenFile {
+                        path: path.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "empty"),
+                    });
+                }
+                Some(token)
+            }
+        };
+        Ok(ServerOptions {
+            approvals: ApprovalOptions {
+                webhook_url: self.webhook_url.clone(),
+                decider_token,
+                ..ApprovalOptions::default()
+            },
+        })
+    }
 }
 
 /// Opens the database, binds, prints `jitgate-collector listening on <addr>` on standard output
@@ -36,7 +85,8 @@ pub struct CollectorArgs {
 /// Any [`ServeError`]: the database cannot be opened, the address cannot be bound, signal
 /// handlers cannot be installed, or the server fails.
 pub async fn run(args: CollectorArgs) -> Result<(), ServeError> {
-    let CollectorArgs { listen, db } = args;
+    let options = args.options()?;
+    let CollectorArgs { listen, db, .. } = args;
     let store = {
         let db = db.clone();
         tokio::task::spawn_blocking(move || Store::open(&db))
@@ -54,7 +104,7 @@ pub async fn run(args: CollectorArgs) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone())?;
     announce(addr).map_err(ServeError::Stdout)?;
-    serve(listener, store, shutdown).await
+    serve_with(listener, store, options, shutdown).await
 }
 
 /// Writes the ready line; harnesses parse the address after the last space.

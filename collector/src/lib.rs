@@ -1,10 +1,12 @@
 //! jitgate-collector: receives audit events from jitgate agents over gRPC
 //! (`jitgate.audit.v1.AuditIngest`), stores them in SQLite ([`storage`]), answers the read API
-//! (`AuditQuery`, [`query`]) and provides the security team's `jitgate` CLI ([`cli`]).
+//! (`AuditQuery`, [`query`]), holds approval requests and grants (`Approvals`, [`approvals`])
+//! and provides the security team's `jitgate` CLI ([`cli`]).
 //!
 //! The `jitgate-collector` binary is [`daemon::run`]; tests and embedders start a server with
 //! [`server::Running::start`].
 
+pub mod approvals;
 pub mod cli;
 pub mod daemon;
 pub mod fixtures;

@@ -1,8 +1,9 @@
-//! The collector's gRPC server: both services on one listener, with graceful shutdown.
+//! The collector's gRPC server: `AuditIngest`, `AuditQuery` and `Approvals` on one listener,
+//! with graceful shutdown.
 //!
 //! Shutdown order: cancelling the token stops accepting connections, ends open ingest calls
-//! after their current batch (agents then reconnect and resend anything unacknowledged), and
-//! lets query calls finish. Connections still open after [`SHUTDOWN_GRACE`] are dropped.
+//! after their current batch (agents then reconnect and resend anything unacknowledged), ends
+//! open approval `Wait` calls with `UNAVAILABLE`, and lets query calls finish. Connections still open after [`SHUTDOWN_GRACE`] are dropped.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,13 +13,16 @@ use std::time::Duration;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 use jitgate_proto::audit::v1::{
-    audit_ingest_server::AuditIngestServer, audit_query_server::AuditQueryServer,
+    approvals_server::ApprovalsServer, audit_ingest_server::AuditIngestServer,
+    audit_query_server::AuditQueryServer,
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::approvals::webhook::WebhookError;
+use crate::approvals::{ApprovalOptions, ApprovalsService};
 use crate::ingest::IngestService;
 use crate::query::QueryService;
 use crate::storage::{Store, StoreError};
@@ -52,29 +56,66 @@ pub enum ServeError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signal(#[source] std::io::Error),
+    /// The decider token file could not be read or is empty.
+    #[error("cannot read the decider token file {path}")]
+    TokenFile {
+        /// The file named by `--decider-token-file`.
+        path: std::path::PathBuf,
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The approval webhook's HTTP client could not be built.
+    #[error("approval webhook")]
+    Webhook(#[from] WebhookError),
     /// The gRPC server failed while serving.
     #[error("grpc server")]
     Transport(#[from] tonic::transport::Error),
 }
 
-/// Serves `AuditIngest` and `AuditQuery` on `listener` until `shutdown` is cancelled, then
-/// shuts down gracefully (see the module docs). Returns once the server has stopped.
+/// What a server is started with besides its listener and store.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Settings of the approvals service (webhook, decider token, timeouts).
+    pub approvals: ApprovalOptions,
+}
+
+/// Serves `AuditIngest`, `AuditQuery` and `Approvals` (default [`ServerOptions`]) on `listener`
+/// until `shutdown` is cancelled; see [`serve_with`].
 ///
 /// # Errors
-/// [`ServeError::Transport`] when the server fails.
+/// As [`serve_with`].
 pub async fn serve(
     listener: TcpListener,
     store: Store,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    serve_with(listener, store, ServerOptions::default(), shutdown).await
+}
+
+/// Serves `AuditIngest`, `AuditQuery` and `Approvals` on `listener` until `shutdown` is
+/// cancelled, then shuts down gracefully (see the module docs). Returns once the server has
+/// stopped.
+///
+/// # Errors
+/// [`ServeError::Webhook`] when the webhook client cannot be built,
+/// [`ServeError::Transport`] when the server fails.
+pub async fn serve_with(
+    listener: TcpListener,
+    store: Store,
+    options: ServerOptions,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let ingest = IngestService::new(store.clone(), shutdown.clone());
+    let approvals = ApprovalsService::start(store.clone(), options.approvals, shutdown.clone())?;
     let query = QueryService::new(store);
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE))
         .tcp_nodelay(true)
         .add_service(AuditIngestServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES))
         .add_service(AuditQueryServer::new(query).max_encoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(ApprovalsServer::new(approvals).max_encoding_message_size(MAX_MESSAGE_BYTES))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener),
             shutdown.clone().cancelled_owned(),
@@ -103,17 +144,31 @@ pub struct Running {
 }
 
 impl Running {
-    /// Binds `addr` (port 0 picks a free port) and serves `store` on a spawned task.
+    /// Binds `addr` (port 0 picks a free port) and serves `store` with default
+    /// [`ServerOptions`] on a spawned task.
     ///
     /// # Errors
     /// [`ServeError::Bind`] when the address cannot be bound.
     pub async fn start(addr: SocketAddr, store: Store) -> Result<Running, ServeError> {
+        Running::start_with(addr, store, ServerOptions::default()).await
+    }
+
+    /// Binds `addr` (port 0 picks a free port) and serves `store` with `options` on a spawned
+    /// task.
+    ///
+    /// # Errors
+    /// [`ServeError::Bind`] when the address cannot be bound.
+    pub async fn start_with(
+        addr: SocketAddr,
+        store: Store,
+        options: ServerOptions,
+    ) -> Result<Running, ServeError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(serve(listener, store, shutdown.clone()));
+        let task = tokio::spawn(serve_with(listener, store, options, shutdown.clone()));
         Ok(Running {
             addr,
             shutdown,

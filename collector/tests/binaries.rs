@@ -189,3 +189,49 @@ async fn collector_binary_announces_port_and_stops_on_sigterm() {
     assert!(status.success(), "clean exit: {status:?}");
     assert!(db.exists());
 }
+
+#[tokio::test]
+async fn collector_binary_refuses_an_empty_decider_token_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "\n").expect("write token file");
+    let run = Command::new(COLLECTOR)
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("audit.db"))
+        .arg("--decider-token-file")
+        .arg(&token)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("exits")
+        .expect("run collector");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("decider token file"), "{stderr}");
+    assert!(output.stdout.is_empty(), "never announced a listener");
+}
+
+#[tokio::test]
+async fn collector_binary_refuses_a_malformed_webhook_url() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = Command::new(COLLECTOR)
+        .args(["--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.path().join("audit.db"))
+        .args(["--webhook-url", "hooks.slack.invalid/T000/B000"])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("exits")
+        .expect("run collector");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("webhook URL"), "{stderr}");
+    assert!(
+        !stderr.contains("T000"),
+        "the secret URL is not logged: {stderr}"
+    );
+}

@@ -4,6 +4,7 @@
 //! Contract with the collector binary: `jitgate-collector --listen 127.0.0.1:0 --db <file>`
 //! prints `jitgate-collector listening on <addr>` on stdout once it accepts connections.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,6 +36,13 @@ impl CollectorGuard {
     /// Errors when the binary cannot be spawned, exits, or does not print the line within
     /// [`START_TIMEOUT`] (its output so far is quoted).
     pub fn start(bin: &Path) -> anyhow::Result<Self> {
+        Self::start_with(bin, &[])
+    }
+
+    /// Starts `bin` with `extra` arguments after `--listen` and `--db` (e.g. `--webhook-url
+    /// URL`, `--decider-token-file PATH`) and waits for its listening line, as
+    /// [`CollectorGuard::start`].
+    pub fn start_with(bin: &Path, extra: &[OsString]) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("jitgate-collector-")
             .tempdir()
@@ -43,6 +51,7 @@ impl CollectorGuard {
         command
             .args(["--listen", "127.0.0.1:0", "--db"])
             .arg(dir.path().join("audit.db"))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().join("collector.log"))?);

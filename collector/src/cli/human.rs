@@ -11,7 +11,7 @@ use jitgate_proto::audit::v1::{
 };
 
 use super::format_time;
-use crate::storage::{decision_name, kind_name};
+use crate::storage::{decision_name, kind_name, mode_name};
 
 /// Writes `sessions` as a table: session id, start time, status (open, ended, refused), statement
 /// and denial counts, target, database, upstream role, process, and last (the widest) the
@@ -128,6 +128,55 @@ fn details(event: &Event) -> Vec<String> {
             ("denied", &e.denied.to_string()),
         ])],
         Some(Kind::Statement(s)) => statement(s),
+        Some(Kind::ApprovalRequested(r)) => {
+            let (tables, actions) = (r.tables.join(","), r.actions.join(","));
+            let policies = r.policy_ids.join(",");
+            let mut lines = vec![fields(&[
+                ("approval", &r.approval_id),
+                ("mode", mode_name(r.mode())),
+                ("policy", &policies),
+                ("reason", &r.reason),
+                ("tables", &tables),
+                ("actions", &actions),
+                ("expires", &format_time(r.expires_unix_us)),
+            ])];
+            lines.push(format!(
+                "sql: {}",
+                r.statement.lines().next().unwrap_or_default()
+            ));
+            lines
+        }
+        Some(Kind::ApprovalGranted(g)) => {
+            let until = if g.grant_expires_unix_us == 0 {
+                String::new()
+            } else {
+                format_time(g.grant_expires_unix_us)
+            };
+            vec![format!(
+                "APPROVED {}",
+                fields(&[
+                    ("approval", &g.approval_id),
+                    ("by", &g.decided_by),
+                    ("comment", &g.comment),
+                    ("grant_until", &until),
+                ])
+            )]
+        }
+        Some(Kind::ApprovalDenied(d)) => vec![format!(
+            "DENIED {}",
+            fields(&[
+                ("approval", &d.approval_id),
+                ("by", &d.decided_by),
+                ("comment", &d.comment),
+            ])
+        )],
+        Some(Kind::ApprovalExpired(x)) => vec![format!(
+            "EXPIRED {}",
+            fields(&[
+                ("approval", &x.approval_id),
+                ("at", &format_time(x.expired_unix_us)),
+            ])
+        )],
         None => vec!["(event kind unknown to this CLI)".to_owned()],
     }
 }
@@ -167,7 +216,7 @@ fn statement(s: &Statement) -> Vec<String> {
 
 /// `iss=.. sub=.. oid=.. appid=..`, with `full` also tenant, repository, ref, workflow, run
 /// and roles when present.
-fn identity(identity: Option<&Identity>, full: bool) -> String {
+pub(super) fn identity(identity: Option<&Identity>, full: bool) -> String {
     let Some(i) = identity else {
         return String::new();
     };
@@ -205,7 +254,7 @@ fn process(process: Option<&Process>) -> String {
 }
 
 /// `key=value` pairs separated by spaces, empty values left out, values with spaces quoted.
-fn fields(pairs: &[(&str, &str)]) -> String {
+pub(super) fn fields(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .filter(|(_, value)| !value.is_empty())
@@ -220,7 +269,7 @@ fn fields(pairs: &[(&str, &str)]) -> String {
         .join(" ")
 }
 
-fn or_dash(value: String) -> String {
+pub(super) fn or_dash(value: String) -> String {
     if value.is_empty() {
         "-".to_owned()
     } else {
@@ -229,7 +278,11 @@ fn or_dash(value: String) -> String {
 }
 
 /// Writes a header and rows with every column but the last padded to its widest cell.
-fn write_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+pub(super) fn write_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    rows: &[Vec<String>],
+) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -4,11 +4,13 @@
 
 use std::io::{self, Write};
 
-use jitgate_proto::audit::v1::{Event, Identity, Process, SessionSummary, event::Kind};
+use jitgate_proto::audit::v1::{
+    ApprovalRequested, Event, GrantScope, Identity, Process, SessionSummary, event::Kind,
+};
 use serde_json::{Value, json};
 
 use super::format_time;
-use crate::storage::{decision_name, kind_name};
+use crate::storage::{decision_name, kind_name, mode_name};
 
 /// Writes one JSON object per session.
 ///
@@ -100,6 +102,54 @@ fn kind_body(kind: &Kind) -> Value {
             "sqlstate": s.sqlstate,
             "duration_us": s.duration_us,
         }),
+        Kind::ApprovalRequested(r) => requested(r),
+        Kind::ApprovalGranted(g) => json!({
+            "approval_id": g.approval_id,
+            "decided_by": g.decided_by,
+            "comment": g.comment,
+            "grant_expires": (g.grant_expires_unix_us != 0).then(|| format_time(g.grant_expires_unix_us)),
+            "grant_expires_unix_us": g.grant_expires_unix_us,
+        }),
+        Kind::ApprovalDenied(d) => json!({
+            "approval_id": d.approval_id,
+            "decided_by": d.decided_by,
+            "comment": d.comment,
+        }),
+        Kind::ApprovalExpired(x) => json!({
+            "approval_id": x.approval_id,
+            "expired": format_time(x.expired_unix_us),
+            "expired_unix_us": x.expired_unix_us,
+        }),
+    }
+}
+
+/// The fields of an approval request (an `approval_requested` event or a listed approval).
+pub fn requested(r: &ApprovalRequested) -> Value {
+    json!({
+        "approval_id": r.approval_id,
+        "identity": r.identity.as_ref().map(identity),
+        "target": r.target,
+        "database": r.database,
+        "statement": r.statement,
+        "fingerprint": r.fingerprint,
+        "tables": r.tables,
+        "actions": r.actions,
+        "policy_ids": r.policy_ids,
+        "reason": r.reason,
+        "mode": mode_name(r.mode()),
+        "grant_scope": scope_name(r.grant_scope()),
+        "grant_ttl_s": r.grant_ttl_s,
+        "expires": format_time(r.expires_unix_us),
+        "expires_unix_us": r.expires_unix_us,
+    })
+}
+
+/// The lowercase name of a grant scope.
+pub fn scope_name(scope: GrantScope) -> &'static str {
+    match scope {
+        GrantScope::Fingerprint => "fingerprint",
+        GrantScope::Tables => "tables",
+        GrantScope::Unspecified => "unspecified",
     }
 }
 

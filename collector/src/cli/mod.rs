@@ -1,6 +1,8 @@
 //! The `jitgate` command line for security teams: lists sessions and a session's events from
-//! the collector's `AuditQuery` API, as aligned text ([`human`]) or JSON lines ([`json`]).
+//! the collector's `AuditQuery` API, as aligned text ([`human`]) or JSON lines ([`json`]), and
+//! lists and decides approval requests ([`approvals`]).
 
+pub mod approvals;
 pub mod human;
 pub mod json;
 
@@ -26,7 +28,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 #[command(
     name = "jitgate",
     version,
-    about = "Inspect jitgate audit sessions and events"
+    about = "Inspect jitgate audit sessions and events; approve or deny approval requests"
 )]
 pub struct Cli {
     /// Collector URL.
@@ -54,6 +56,12 @@ pub enum Command {
         /// Session id (as listed by `jitgate sessions`).
         #[arg(long)]
         session: String,
+    },
+    /// List, approve and deny approval requests.
+    Approvals {
+        /// What to do.
+        #[command(subcommand)]
+        action: approvals::ApprovalsCommand,
     },
 }
 
@@ -87,6 +95,9 @@ pub enum CliError {
         #[source]
         source: tonic::Status,
     },
+    /// The decider token (`JITGATE_DECIDER_TOKEN`) is not a valid header value.
+    #[error("JITGATE_DECIDER_TOKEN holds characters that cannot be sent")]
+    Token,
     /// Writing the output failed.
     #[error("cannot write output")]
     Output(#[from] std::io::Error),
@@ -115,7 +126,9 @@ pub async fn run_to(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
         json,
         command,
     } = cli;
-    let mut client = connect(&collector).await?;
+    let channel = connect(&collector).await?;
+    let mut client = AuditQueryClient::new(channel.clone())
+        .max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES);
     let rpc = |source| CliError::Rpc {
         url: collector.clone(),
         source,
@@ -149,12 +162,15 @@ pub async fn run_to(cli: Cli, out: &mut dyn Write) -> Result<(), CliError> {
                 human::write_events(out, &session, &events)?;
             }
         }
+        Command::Approvals { action } => {
+            approvals::run(action, channel, &collector, json, out).await?;
+        }
     }
     out.flush()?;
     Ok(())
 }
 
-async fn connect(url: &str) -> Result<AuditQueryClient<Channel>, CliError> {
+async fn connect(url: &str) -> Result<Channel, CliError> {
     let endpoint = Endpoint::from_shared(url.to_owned())
         .map_err(|source| CliError::InvalidUrl {
             url: url.to_owned(),
@@ -162,14 +178,13 @@ async fn connect(url: &str) -> Result<AuditQueryClient<Channel>, CliError> {
         })?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT);
-    let channel = endpoint
+    endpoint
         .connect()
         .await
         .map_err(|source| CliError::Connect {
             url: url.to_owned(),
             source,
-        })?;
-    Ok(AuditQueryClient::new(channel).max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES))
+        })
 }
 
 /// Formats microseconds since the Unix epoch as RFC 3339 in UTC with microseconds, e.g.

@@ -9,6 +9,9 @@
 //! Storing is idempotent: `event_id` is the primary key, an event already stored is skipped and
 //! does not touch its session row again.
 
+#[cfg(test)]
+mod approval_tests;
+mod approvals;
 mod schema;
 mod session;
 #[cfg(test)]
@@ -22,6 +25,10 @@ use jitgate_proto::audit::v1::{Event, SessionSummary, event::Kind};
 use prost::Message;
 use rusqlite::{Connection, OpenFlags, named_params};
 
+pub use approvals::{
+    ApprovalFilter, DEFAULT_APPROVAL_LIMIT, DecideOutcome, GrantQuery, MAX_APPROVAL_LIMIT,
+    NewApproval, mode_name, status_name,
+};
 pub use schema::SCHEMA_VERSION;
 
 /// Sessions returned by [`Store::sessions`] when the caller asks for 0.
@@ -133,47 +140,24 @@ impl Store {
     /// # Errors
     /// As [`Store::insert`].
     pub fn insert_blocking(&self, events: &[Event]) -> Result<usize, StoreError> {
-        let received = now_unix_us();
         let mut conn = lock(&self.inner.writer)?;
         let tx = conn.transaction()?;
-        let mut stored = 0;
-        for event in events {
-            if event.event_id.is_empty() {
-                return Err(StoreError::MissingField { field: "event_id" });
-            }
-            if event.session_id.is_empty() {
-                return Err(StoreError::MissingField {
-                    field: "session_id",
-                });
-            }
-            let columns = Searchable::of(event);
-            let inserted = tx.execute(
-                "INSERT OR IGNORE INTO events (event_id, session_id, seq, time_unix_us, agent_host,
-                     kind, decision, statement_text, tables, sqlstate, received_unix_us, payload)
-                 VALUES (:event_id, :session_id, :seq, :time, :agent_host, :kind, :decision,
-                     :text, :tables, :sqlstate, :received, :payload)",
-                named_params! {
-                    ":event_id": event.event_id,
-                    ":session_id": event.session_id,
-                    ":seq": event.seq,
-                    ":time": event.time_unix_us,
-                    ":agent_host": event.agent_host,
-                    ":kind": columns.kind,
-                    ":decision": columns.decision,
-                    ":text": columns.text,
-                    ":tables": columns.tables,
-                    ":sqlstate": columns.sqlstate,
-                    ":received": received,
-                    ":payload": event.encode_to_vec(),
-                },
-            )?;
-            if inserted == 1 {
-                session::apply(&tx, event)?;
-                stored += 1;
-            }
-        }
+        let stored = insert_events(&tx, events, now_unix_us())?;
         tx.commit()?;
         Ok(stored)
+    }
+
+    /// Runs a synchronous storage call (`*_blocking`) on Tokio's blocking pool.
+    ///
+    /// # Errors
+    /// What `call` returned, or [`StoreError::Task`] when it panicked.
+    pub async fn run<T, F>(&self, call: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || call(&store)).await?
     }
 
     /// Sessions, newest start first; `limit` 0 means [`DEFAULT_SESSION_LIMIT`], larger values
@@ -240,6 +224,52 @@ impl Store {
     }
 }
 
+/// Stores `events` inside `tx` (duplicates by `event_id` skipped, their sessions' rows updated)
+/// and returns how many were new; `received` is the collector's time for `received_unix_us`.
+fn insert_events(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[Event],
+    received: i64,
+) -> Result<usize, StoreError> {
+    let mut stored = 0;
+    for event in events {
+        if event.event_id.is_empty() {
+            return Err(StoreError::MissingField { field: "event_id" });
+        }
+        if event.session_id.is_empty() {
+            return Err(StoreError::MissingField {
+                field: "session_id",
+            });
+        }
+        let columns = Searchable::of(event);
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO events (event_id, session_id, seq, time_unix_us, agent_host,
+                 kind, decision, statement_text, tables, sqlstate, received_unix_us, payload)
+             VALUES (:event_id, :session_id, :seq, :time, :agent_host, :kind, :decision,
+                 :text, :tables, :sqlstate, :received, :payload)",
+            named_params! {
+                ":event_id": event.event_id,
+                ":session_id": event.session_id,
+                ":seq": event.seq,
+                ":time": event.time_unix_us,
+                ":agent_host": event.agent_host,
+                ":kind": columns.kind,
+                ":decision": columns.decision,
+                ":text": columns.text,
+                ":tables": columns.tables,
+                ":sqlstate": columns.sqlstate,
+                ":received": received,
+                ":payload": event.encode_to_vec(),
+            },
+        )?;
+        if inserted == 1 {
+            session::apply(tx, event)?;
+            stored += 1;
+        }
+    }
+    Ok(stored)
+}
+
 /// The searchable columns of the `events` table derived from one event.
 struct Searchable<'a> {
     kind: &'static str,
@@ -270,6 +300,11 @@ impl<'a> Searchable<'a> {
                 sqlstate: Some(&refused.sqlstate),
                 ..none
             },
+            Some(Kind::ApprovalRequested(requested)) => Searchable {
+                text: Some(&requested.statement),
+                tables: Some(requested.tables.join(" ")),
+                ..none
+            },
             _ => none,
         }
     }
@@ -282,6 +317,10 @@ pub fn kind_name(kind: Option<&Kind>) -> &'static str {
         Some(Kind::SessionRefused(_)) => "session_refused",
         Some(Kind::SessionEnded(_)) => "session_ended",
         Some(Kind::Statement(_)) => "statement",
+        Some(Kind::ApprovalRequested(_)) => "approval_requested",
+        Some(Kind::ApprovalGranted(_)) => "approval_granted",
+        Some(Kind::ApprovalDenied(_)) => "approval_denied",
+        Some(Kind::ApprovalExpired(_)) => "approval_expired",
         None => "unknown",
     }
 }
@@ -300,7 +339,8 @@ fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>, StoreErr
     conn.lock().map_err(|_| StoreError::Poisoned)
 }
 
-fn now_unix_us() -> i64 {
+/// The current time in microseconds since the Unix epoch (0 before 1970, saturating).
+pub fn now_unix_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))

@@ -1,15 +1,19 @@
 //! The SQLite schema of the collector and the connection settings every connection gets.
 //!
-//! Two tables: `events` keeps every audit event exactly once (the agent's `event_id` is the
+//! Three tables: `events` keeps every audit event exactly once (the agent's `event_id` is the
 //! primary key, so a resent event is ignored) with its encoded protobuf and a few searchable
 //! columns; `sessions` keeps one aggregated row per client connection, maintained in the same
-//! transaction as the event insert (see [`super::session`]). `PRAGMA user_version` records the
-//! schema version so later versions can migrate.
+//! transaction as the event insert (see [`super::session`]); `approvals` keeps one row per
+//! approval request with its state and grant (see [`super::approvals`]). `PRAGMA user_version`
+//! records the schema version so later versions can migrate.
+//!
+//! Migrations: version 2 added `approvals`. Every statement is `IF NOT EXISTS`, so opening a
+//! version-1 file creates the new table and index and records version 2.
 
 use rusqlite::Connection;
 
 /// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Statements that create the schema; all idempotent.
 const CREATE: &str = r#"
@@ -63,6 +67,29 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (started_unix_us);
 CREATE INDEX IF NOT EXISTS sessions_by_subject ON sessions (issuer, subject);
+
+CREATE TABLE IF NOT EXISTS approvals (
+    approval_id            TEXT PRIMARY KEY NOT NULL,
+    session_id             TEXT NOT NULL,
+    seq                    INTEGER NOT NULL,          -- seq of the session's approval events
+    agent_host             TEXT NOT NULL,
+    issuer                 TEXT NOT NULL,
+    subject                TEXT NOT NULL,
+    target                 TEXT NOT NULL,
+    database               TEXT NOT NULL,
+    fingerprint            TEXT NOT NULL,
+    mode                   TEXT NOT NULL,             -- hold | request
+    requested_unix_us      INTEGER NOT NULL,
+    expires_unix_us        INTEGER NOT NULL,          -- pending until then
+    status                 TEXT NOT NULL,             -- pending | approved | denied | expired
+    decided_by             TEXT NOT NULL DEFAULT '',
+    decided_unix_us        INTEGER NOT NULL DEFAULT 0,
+    comment                TEXT NOT NULL DEFAULT '',
+    grant_expires_unix_us  INTEGER NOT NULL DEFAULT 0, -- request mode, approved
+    request                BLOB NOT NULL              -- ApprovalRequested, protobuf-encoded
+);
+CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals (status, expires_unix_us);
+CREATE INDEX IF NOT EXISTS approvals_grants ON approvals (issuer, subject, grant_expires_unix_us);
 "#;
 
 /// Applies the connection settings: WAL journal (readers never block the writer),

@@ -111,8 +111,15 @@ pub fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
                 },
             )?;
         }
-        // An event kind this collector does not know still opens the session row.
-        None => {}
+        // Approval events (written by the collector) only keep the session row's start time;
+        // an event kind this collector does not know still opens the session row.
+        Some(
+            Kind::ApprovalRequested(_)
+            | Kind::ApprovalGranted(_)
+            | Kind::ApprovalDenied(_)
+            | Kind::ApprovalExpired(_),
+        )
+        | None => {}
     }
     Ok(())
 }
