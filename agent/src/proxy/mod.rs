@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::audit::AuditSink;
 use crate::bpf::Redirector;
 use crate::config::TargetConfig;
-use crate::identity::Validator;
+use crate::identity::Identifier;
 use crate::pgwire::WireError;
 use crate::pgwire::backend::ErrorFields;
 use crate::policy::{Analyzer, Policy};
@@ -87,8 +87,8 @@ pub struct Target {
 pub struct Context {
     /// Kernel redirect and connection records.
     pub redirector: Arc<Redirector>,
-    /// Token validation.
-    pub validator: Validator,
+    /// Workload identity: token sources and validation.
+    pub identity: Identifier,
     /// Deny rules.
     pub policy: Policy,
     /// SQL analysis cache.

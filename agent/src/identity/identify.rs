@@ -1,0 +1,224 @@
+//! Who a redirected connection is: the kernel's record of the connecting process is checked
+//! against `/proc` ([`super::liveness`]), the configured token sources are tried in order
+//! ([`super::sources`]), and the token found is validated ([`super::jwt`]).
+//!
+//! Reading `/proc` and files the job named runs off the async workers with a time limit; the
+//! GitHub Actions request and the password exchange are async with their own limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jitgate_common::ConnInfo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::github::{self, AllowedUrl};
+use super::http::HttpClient;
+use super::process::{comm_of, job_ancestry};
+use super::sources::{self, Found, Origin, TokenSource};
+use super::{IdentityError, Validator, WorkloadIdentity, liveness, startup_password};
+use crate::config::IdentitySection;
+
+/// How long one step reading `/proc` and token files may take.
+pub const BLOCKING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The client's side of the connection, for [`TokenSource::StartupPassword`].
+pub struct PasswordChannel<'a, R: ?Sized, W: ?Sized> {
+    /// Read half, right after the StartupMessage.
+    pub reader: &'a mut R,
+    /// Write half.
+    pub writer: &'a mut W,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+}
+
+/// A validated identity and where its token came from.
+#[derive(Debug)]
+pub struct Identified {
+    /// The identity.
+    pub identity: WorkloadIdentity,
+    /// The token's source.
+    pub origin: Origin,
+}
+
+/// Finds and validates workload identities as configured.
+pub struct Identifier {
+    sources: Vec<TokenSource>,
+    file_vars: Vec<String>,
+    env_vars: Vec<String>,
+    github_audience: Option<String>,
+    github_allowed: Vec<AllowedUrl>,
+    password_requires_tls: bool,
+    validator: Validator,
+    http: HttpClient,
+    runner_cgroup: String,
+    cgroup_mount: PathBuf,
+}
+
+impl Identifier {
+    /// The identity machinery for `config`, with `validator`'s issuers, for jobs in
+    /// `runner_cgroup` (a path relative to the cgroup2 mount `cgroup_mount`).
+    ///
+    /// # Errors
+    /// [`IdentityError::Config`] for an allowed URL that does not parse or may not be called.
+    pub fn new(
+        config: &IdentitySection,
+        validator: Validator,
+        http: HttpClient,
+        runner_cgroup: String,
+        cgroup_mount: PathBuf,
+    ) -> Result<Self, IdentityError> {
+        let github_allowed = github::parse_allowed(&config.github_allowed_urls)
+            .map_err(|detail| IdentityError::Config { detail })?;
+        Ok(Self {
+            sources: config.sources.clone(),
+            file_vars: config.token_file_vars.clone(),
+            env_vars: config.env_token_vars.clone(),
+            github_audience: config.github_audience.clone(),
+            github_allowed,
+            password_requires_tls: config.startup_password_requires_tls,
+            validator,
+            http,
+            runner_cgroup,
+            cgroup_mount,
+        })
+    }
+
+    /// The token validator.
+    pub fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    /// Identifies the process the kernel recorded in `info`. `password` is the client channel
+    /// when the target accepts a token as the password, `None` otherwise.
+    ///
+    /// # Errors
+    /// The [`IdentityError`] the connection is refused with (SQLSTATE 28000).
+    pub async fn identify<R, W>(
+        &self,
+        info: &ConnInfo,
+        mut password: Option<PasswordChannel<'_, R, W>>,
+    ) -> Result<Identified, IdentityError>
+    where
+        R: AsyncRead + Unpin + ?Sized,
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let facts = info.process;
+        let (connect_ns, mount, cgroup) = (
+            info.connect_ns,
+            self.cgroup_mount.clone(),
+            self.runner_cgroup.clone(),
+        );
+        let ancestry = blocking(facts.tgid, move || {
+            liveness::check(&facts, connect_ns, &mount)?;
+            Ok(job_ancestry(facts.tgid, &cgroup))
+        })
+        .await?;
+
+        let mut looked = Vec::new();
+        for &source in &self.sources {
+            let (token, origin) = match source {
+                TokenSource::StartupPassword => {
+                    let Some(channel) = password.take() else {
+                        looked.push("a token as password (not accepted by this target)".into());
+                        continue;
+                    };
+                    if self.password_requires_tls && !channel.tls {
+                        looked.push(
+                            "a token as password (accepted over TLS only; this client did not \
+                             use TLS)"
+                                .into(),
+                        );
+                        continue;
+                    }
+                    let token = startup_password::ask(channel.reader, channel.writer).await?;
+                    (token, Origin::StartupPassword)
+                }
+                _ => {
+                    looked.push(self.describe(source));
+                    let (file_vars, env_vars) = (self.file_vars.clone(), self.env_vars.clone());
+                    let chain = ancestry.clone();
+                    let found = blocking(facts.tgid, move || {
+                        sources::lookup(source, &chain, &file_vars, &env_vars)
+                    })
+                    .await?;
+                    let Some(found) = found else { continue };
+                    // The environment just read belonged to the recorded process only if that
+                    // process is still there now.
+                    let mount = self.cgroup_mount.clone();
+                    blocking(facts.tgid, move || {
+                        liveness::check(&facts, connect_ns, &mount)
+                    })
+                    .await?;
+                    self.token_of(found).await?
+                }
+            };
+            let identity = self.validator.validate(&token).await?;
+            tracing::debug!(%origin, identity = %identity.label(), "workload identity");
+            return Ok(Identified { identity, origin });
+        }
+        Err(IdentityError::NoToken {
+            pid: facts.tgid,
+            comm: comm_of(&facts),
+            looked: looked.join("; "),
+        })
+    }
+
+    /// The token of a process-side find (asking GitHub's service when that is what was found).
+    async fn token_of(&self, found: Found) -> Result<(String, Origin), IdentityError> {
+        match found {
+            Found::Token { token, origin } => Ok((token, origin)),
+            Found::GithubRequest {
+                pid,
+                url,
+                request_token,
+            } => {
+                let url = github::request_url(
+                    &url,
+                    self.github_audience.as_deref(),
+                    &self.github_allowed,
+                    pid,
+                )?;
+                let token = github::request_token(&self.http, url, &request_token, pid).await?;
+                Ok((token, Origin::GithubActions { pid }))
+            }
+        }
+    }
+
+    /// What a process-side source looks for, for the "no token" message.
+    fn describe(&self, source: TokenSource) -> String {
+        let vars = |list: &[String]| {
+            list.iter()
+                .map(|v| format!("${v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match source {
+            TokenSource::TokenFile => format!("a token file named by {}", vars(&self.file_vars)),
+            TokenSource::EnvToken => format!("a token in {}", vars(&self.env_vars)),
+            TokenSource::GithubActions => format!(
+                "GitHub Actions' ${} and ${}",
+                github::REQUEST_URL_VAR,
+                github::REQUEST_TOKEN_VAR
+            ),
+            TokenSource::StartupPassword => "a token as password".into(),
+        }
+    }
+}
+
+/// Runs `f` off the async workers within [`BLOCKING_TIMEOUT`].
+async fn blocking<T: Send + 'static>(
+    pid: u32,
+    f: impl FnOnce() -> Result<T, IdentityError> + Send + 'static,
+) -> Result<T, IdentityError> {
+    match tokio::time::timeout(BLOCKING_TIMEOUT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(IdentityError::ProcessGone {
+            pid,
+            detail: format!("token lookup failed: {join}"),
+        }),
+        Err(_) => Err(IdentityError::ProcessGone {
+            pid,
+            detail: format!("token lookup took longer than {BLOCKING_TIMEOUT:?}"),
+        }),
+    }
+}
