@@ -102,6 +102,10 @@ impl RemoteKeys {
     /// for the rate limit.
     pub async fn prefetch(&self) {
         let mut state = self.fetch.lock().await;
+        if state.last_attempt.is_some() {
+            // A token got here first and fetched.
+            return;
+        }
         match self.fetch_now(&mut state).await {
             Ok(keys) => {
                 tracing::info!(issuer = %self.issuer, keys = keys.len(), "issuer keys fetched")

@@ -5,8 +5,11 @@
 
 mod audit;
 mod connection;
+mod discovery;
 mod identity;
 mod masking;
+mod pid_reuse;
 mod policy;
+mod sources;
 mod support;
 mod tls;
