@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::github::{self, AllowedUrl};
 use super::http::HttpClient;
-use super::process::{comm_of, job_ancestry};
+use super::process::{comm_of, exe_of, job_ancestry};
 use super::sources::{self, Found, Origin, TokenSource};
 use super::{IdentityError, Validator, WorkloadIdentity, liveness, startup_password};
 use crate::config::IdentitySection;
@@ -38,6 +38,9 @@ pub struct Identified {
     pub identity: WorkloadIdentity,
     /// The token's source.
     pub origin: Origin,
+    /// The connecting process's executable (`/proc/<tgid>/exe`), read while it was verified to
+    /// be the process that connected; empty when unreadable.
+    pub exe: String,
 }
 
 /// Finds and validates workload identities as configured.
@@ -108,9 +111,14 @@ impl Identifier {
             self.cgroup_mount.clone(),
             self.runner_cgroup.clone(),
         );
-        let ancestry = blocking(facts.tgid, move || {
+        let (ancestry, exe) = blocking(facts.tgid, move || {
             liveness::check(&facts, connect_ns, &mount)?;
-            Ok(job_ancestry(facts.tgid, &cgroup))
+            let ancestry = job_ancestry(facts.tgid, &cgroup);
+            let exe = exe_of(facts.tgid);
+            // The executable and ancestry just read are the recorded process's only if it is
+            // still there.
+            liveness::check(&facts, connect_ns, &mount)?;
+            Ok((ancestry, exe))
         })
         .await?;
 
@@ -154,7 +162,11 @@ impl Identifier {
             };
             let identity = self.validator.validate(&token).await?;
             tracing::debug!(%origin, identity = %identity.label(), "workload identity");
-            return Ok(Identified { identity, origin });
+            return Ok(Identified {
+                identity,
+                origin,
+                exe,
+            });
         }
         Err(IdentityError::NoToken {
             pid: facts.tgid,
@@ -220,5 +232,69 @@ async fn blocking<T: Send + 'static>(
             pid,
             detail: format!("token lookup took longer than {BLOCKING_TIMEOUT:?}"),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitgate_common::ConnInfo;
+
+    /// An identifier for this test process (its own cgroup as the runner cgroup), with `sources`
+    /// and `PATH` as the only token file and env token variable.
+    fn identifier(sources: Vec<TokenSource>) -> (Identifier, ConnInfo) {
+        let (facts, connect_ns, mount) = liveness::own_facts();
+        let cgroup = super::super::process::cgroup_of(facts.tgid).unwrap_or_default();
+        let config = IdentitySection {
+            sources,
+            token_file_vars: vec!["PATH".into()],
+            env_token_vars: vec!["PATH".into()],
+            ..IdentitySection::default()
+        };
+        let http = HttpClient::new().expect("client");
+        let validator = Validator::from_config(&[], &http).expect("validator");
+        let identifier =
+            Identifier::new(&config, validator, http, cgroup, mount).expect("identifier");
+        let info = ConnInfo {
+            process: facts,
+            connect_ns,
+            ..ConnInfo::default()
+        };
+        (identifier, info)
+    }
+
+    async fn identify(sources: Vec<TokenSource>) -> IdentityError {
+        let (identifier, info) = identifier(sources);
+        identifier
+            .identify(&info, None::<PasswordChannel<'_, &[u8], Vec<u8>>>)
+            .await
+            .expect_err("PATH is no token")
+    }
+
+    #[tokio::test]
+    async fn the_first_configured_source_that_finds_something_decides() {
+        // PATH as an env token: found first, then rejected as a JWT.
+        let env_first = identify(vec![TokenSource::EnvToken, TokenSource::TokenFile]).await;
+        assert!(
+            matches!(env_first, IdentityError::Malformed { .. }),
+            "{env_first}"
+        );
+        // PATH as a token file name: found first, then not a file.
+        let file_first = identify(vec![TokenSource::TokenFile, TokenSource::EnvToken]).await;
+        assert!(
+            matches!(file_first, IdentityError::TokenFile { .. }),
+            "{file_first}"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_found_lists_what_was_looked_for() {
+        let none = identify(vec![TokenSource::StartupPassword]).await;
+        match none {
+            IdentityError::NoToken { looked, .. } => {
+                assert!(looked.contains("not accepted by this target"), "{looked}")
+            }
+            other => panic!("expected NoToken, got {other}"),
+        }
     }
 }

@@ -157,12 +157,19 @@ fn boot_minus_monotonic_ns() -> u64 {
     boot.saturating_sub(monotonic)
 }
 
+/// This process as the kernel would have recorded a connect by the calling thread now: its
+/// facts, the connect time and the cgroup2 mount. For tests.
+#[cfg(test)]
+pub(crate) fn own_facts() -> (ProcessFacts, u64, std::path::PathBuf) {
+    tests::own_facts()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// This process, as the kernel would have recorded it now.
-    fn own_facts() -> (ProcessFacts, u64, std::path::PathBuf) {
+    pub(super) fn own_facts() -> (ProcessFacts, u64, std::path::PathBuf) {
         let me = std::process::id();
         let mut comm = [0u8; jitgate_common::COMM_LEN];
         let name = read_comm(&format!("/proc/{me}/task/{}/comm", gettid())).unwrap_or_default();

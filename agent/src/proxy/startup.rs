@@ -215,8 +215,8 @@ async fn serve_inner(
             writer: &mut writer,
             tls: client_tls,
         });
-    let identity = match ctx.identity.identify(&info, password).await {
-        Ok(identified) => identified.identity,
+    let (identity, exe) = match ctx.identity.identify(&info, password).await {
+        Ok(identified) => (identified.identity, identified.exe),
         Err(e) => {
             let refusal = Refusal {
                 sqlstate: "28000".into(),
@@ -342,7 +342,11 @@ async fn serve_inner(
 
     audit.record(pb::event::Kind::SessionStarted(pb::SessionStarted {
         identity: Some(identity.to_audit()),
-        process: Some(process_record(&info)),
+        // The executable as read while the process was verified (identity::liveness).
+        process: Some(pb::Process {
+            exe,
+            ..process_record(&info)
+        }),
         target: format!("{} ({original})", target.config.name),
         database: startup.database().unwrap_or_default().to_owned(),
         user: startup.user().unwrap_or_default().to_owned(),
