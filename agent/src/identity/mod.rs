@@ -1,7 +1,8 @@
 //! Workload identity: which OIDC-authenticated workload a connecting process is.
 //!
 //! [`identify`] drives it: [`liveness`] checks that `/proc/<tgid>` still is the process the
-//! kernel recorded at `connect` (start time, uid, cgroup, comm), [`sources`] finds the token —
+//! kernel recorded at `connect` (start time, uid, cgroup, comm) and [`socket`] that it holds
+//! the connection's client socket, [`sources`] finds the token —
 //! a file ([`token_file`], opened with the job's credentials through [`creds`]), a variable, the
 //! GitHub Actions request ([`github`]) or the startup password ([`startup_password`]) — in the
 //! environments of the process and its ancestors in the runner cgroup ([`process`]), and [`jwt`]
@@ -19,6 +20,7 @@ pub mod jwt;
 pub mod keys;
 pub mod liveness;
 pub mod process;
+pub mod socket;
 pub mod sources;
 pub mod startup_password;
 pub mod token_file;

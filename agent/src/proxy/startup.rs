@@ -109,6 +109,10 @@ async fn serve_inner(
     audit: &mut SessionAudit,
 ) -> Result<(), ProxyError> {
     let _ = stream.set_nodelay(true);
+    // The agent's end of the connection, to find the client's end for the identity check.
+    let local = stream
+        .local_addr()
+        .map_err(|e| ProxyError::Client(crate::pgwire::WireError::Io(e)))?;
     let info = ctx.redirector.lookup(peer).map_err(ProxyError::Lookup)?;
     let target = info
         .as_ref()
@@ -215,7 +219,8 @@ async fn serve_inner(
             writer: &mut writer,
             tls: client_tls,
         });
-    let (identity, exe) = match ctx.identity.identify(&info, password).await {
+    let identified = ctx.identity.identify(&info, peer, local, password).await;
+    let (identity, exe) = match identified {
         Ok(identified) => (identified.identity, identified.exe),
         Err(e) => {
             let refusal = Refusal {
