@@ -10,7 +10,8 @@ Run as root inside the runner cgroup, with no token in its own environment:
 2. After DELAY seconds, this process makes the kernel hand the child's pid to the next process it creates, by writing
    pid - 1 to /proc/sys/kernel/ns_last_pid (CAP_SYS_ADMIN), and forks an impostor under that pid:
    the same executable (so the same comm), the same uid and cgroup, and a valid token file named
-   by AZURE_FEDERATED_TOKEN_FILE in its environment.
+   by AZURE_FEDERATED_TOKEN_FILE in its environment — standing for a victim process, it does not
+   hold the connection.
 3. It sends the StartupMessage over the inherited socket and prints what the agent answered.
 
 Other processes on the machine may take the pid first; the attempt is then repeated with a new
@@ -55,7 +56,11 @@ def connect_in_child():
     fd = recv_fd(ours)
     ours.close()
     os.waitpid(child, 0)
-    return child, socket.socket(fileno=fd)
+    conn = socket.socket(fileno=fd)
+    # A descriptor received with SCM_RIGHTS is inheritable; the impostor stands for a process
+    # that is not the attacker's, so it must not get the connection.
+    conn.set_inheritable(False)
+    return child, conn
 
 
 def impostor_at(pid):

@@ -3,7 +3,9 @@
 //! it did not open.
 //!
 //! Checked against the kernel record ([`jitgate_common::ConnInfo`]): the process must have
-//! started no later than the connect, and have the recorded real uid, cgroup v2 id and `comm`.
+//! started no later than the connect, have the recorded uid as its real, effective and
+//! filesystem uid (a set-user-ID program exec'd on the connection would otherwise read the
+//! job's token file with its own rights), and the recorded cgroup v2 id and `comm`.
 //!
 //! Start time: `/proc/<pid>/stat` field 22 is the start in clock ticks (`sysconf(_SC_CLK_TCK)`,
 //! 100 per second) since boot on `CLOCK_BOOTTIME` (which counts suspend), truncated to the tick;
@@ -14,8 +16,11 @@
 //! `start_ticks × tick ≤ connect_ns + (boottime − monotonic now) + START_TOLERANCE`. A process
 //! that took the pid later started after the connect; it passes only if it started within the
 //! same clock tick (≤ 10 ms) as the connect, plus the tolerance, plus any suspend between the
-//! connect and the check — and then it must still match uid, cgroup and `comm`. On the runner
-//! VMs, which do not suspend, the two clocks agree to the microsecond.
+//! connect and the check — and then it must still match uid, cgroup and `comm`, and hold the
+//! connection's socket ([`super::socket`]), which a process that is not the attacker's does not.
+//! (What remains is a successor the attacker launched itself and gave the socket: its token,
+//! environment and credentials are the attacker's own, so it gains nothing.) On the runner VMs,
+//! which do not suspend, the two clocks agree to the microsecond.
 //!
 //! The checks run once before the token is looked for and again after it was read: a process
 //! that is the recorded one after the read was the recorded one during it (a pid is not reused
@@ -69,11 +74,19 @@ pub fn check(
         )));
     }
 
-    let uid = real_uid(tgid).ok_or_else(|| gone(format!("/proc/{tgid}/status is unreadable")))?;
-    if uid != facts.uid {
+    let uids = uids(tgid).ok_or_else(|| gone(format!("/proc/{tgid}/status is unreadable")))?;
+    if uids.real != facts.uid {
         return Err(gone(format!(
-            "its real uid is {uid}, the kernel recorded {} at connect",
-            facts.uid
+            "its real uid is {}, the kernel recorded {} at connect",
+            uids.real, facts.uid
+        )));
+    }
+    if uids.effective != facts.uid || uids.filesystem != facts.uid {
+        // A set-user-ID program would read the job's token file with its own rights.
+        return Err(gone(format!(
+            "its effective and filesystem uids are {} and {}, not the uid {} the kernel \
+             recorded at connect",
+            uids.effective, uids.filesystem, facts.uid
         )));
     }
 
@@ -110,20 +123,35 @@ fn read_comm(path: &str) -> Option<String> {
         .map(|c| c.trim_end_matches('\n').to_owned())
 }
 
-/// The real uid (`Uid:` first field of `/proc/<pid>/status`).
-fn real_uid(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_real_uid(&status)
+/// A process's user ids (`Uid:` of `/proc/<pid>/status`: real, effective, saved, filesystem).
+#[derive(Debug, PartialEq, Eq)]
+struct Uids {
+    real: u32,
+    effective: u32,
+    filesystem: u32,
 }
 
-fn parse_real_uid(status: &str) -> Option<u32> {
-    status
+fn uids(pid: u32) -> Option<Uids> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    parse_uids(&status)
+}
+
+fn parse_uids(status: &str) -> Option<Uids> {
+    let ids: Vec<u32> = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))?
         .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    match ids[..] {
+        [real, effective, _saved, filesystem] => Some(Uids {
+            real,
+            effective,
+            filesystem,
+        }),
+        _ => None,
+    }
 }
 
 /// Nanoseconds per clock tick (`sysconf(_SC_CLK_TCK)`, 100 Hz when unknown).
@@ -241,10 +269,15 @@ mod tests {
     }
 
     #[test]
-    fn status_uid_is_the_real_one() {
+    fn status_uids_parse() {
         assert_eq!(
-            parse_real_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n"),
-            Some(1000)
+            parse_uids("Name:\tx\nUid:\t1000\t0\t5\t0\n"),
+            Some(Uids {
+                real: 1000,
+                effective: 0,
+                filesystem: 0
+            })
         );
+        assert_eq!(parse_uids("Uid:\t1\t2\n"), None);
     }
 }
