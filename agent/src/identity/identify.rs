@@ -157,12 +157,27 @@ impl Identifier {
                     })
                     .await?;
                     let Some(found) = found else { continue };
-                    // The environment just read belonged to the recorded process only if that
-                    // process is still there now.
-                    let mount = self.cgroup_mount.clone();
+                    // The environment just read belonged to the recorded process (or its
+                    // ancestor) only if that process is still there, and that one still its
+                    // ancestor, now: a pid is not reused while its process exists, and a process
+                    // that took a pid later is nobody's ancestor.
+                    let (mount, cgroup) = (self.cgroup_mount.clone(), self.runner_cgroup.clone());
+                    let namer = found.pid();
                     blocking(facts.tgid, move || {
                         liveness::check(&facts, connect_ns, &mount)?;
-                        socket::check_holds(facts.tgid, inode)
+                        socket::check_holds(facts.tgid, inode)?;
+                        match namer {
+                            Some(pid) if !job_ancestry(facts.tgid, &cgroup).contains(&pid) => {
+                                Err(IdentityError::ProcessGone {
+                                    pid,
+                                    detail: format!(
+                                        "it is no longer an ancestor of process {} in the job",
+                                        facts.tgid
+                                    ),
+                                })
+                            }
+                            _ => Ok(()),
+                        }
                     })
                     .await?;
                     self.token_of(found).await?

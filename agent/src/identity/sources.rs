@@ -81,6 +81,28 @@ pub enum Found {
     },
 }
 
+impl Found {
+    /// The process whose environment it was found in.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Found::Token { origin, .. } => origin.pid(),
+            Found::GithubRequest { pid, .. } => Some(*pid),
+        }
+    }
+}
+
+impl Origin {
+    /// The process whose environment named the token, if any.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Origin::File { pid, .. } | Origin::Env { pid, .. } | Origin::GithubActions { pid } => {
+                Some(*pid)
+            }
+            Origin::StartupPassword => None,
+        }
+    }
+}
+
 /// Where a token came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {

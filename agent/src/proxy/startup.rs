@@ -2,9 +2,9 @@
 //! (looked up by the client's address), the StartupMessage (SSLRequest and GSSENCRequest are
 //! answered 'N'), the workload identity ([`crate::identity::Identifier`]; on targets accepting a
 //! token as password, AuthenticationCleartextPassword and the client's PasswordMessage), the
-//! upstream connection, and the handover to the
-//! client (AuthenticationOk, the server's ParameterStatus, the agent's own BackendKeyData from
-//! [`super::cancel`], ReadyForQuery). A CancelRequest is handed to [`super::cancel::route`].
+//! upstream connection, and the handover to the client (AuthenticationOk, the server's
+//! ParameterStatus, the agent's own BackendKeyData from [`super::cancel`], ReadyForQuery). A
+//! CancelRequest is handed to [`super::cancel::route`].
 //!
 //! Every refusal before the relay is an ErrorResponse with severity FATAL and SQLSTATE 28000
 //! (identity) or 08xxx (upstream), after which the connection is closed and nothing was sent
