@@ -9,10 +9,25 @@
 //! bpf_pin_dir = "/sys/fs/bpf/jitgate"
 //! collector = "http://127.0.0.1:50051"
 //!
+//! [identity]                        # every key optional; the defaults are shown
+//! sources = ["token_file", "env_token", "github_actions", "startup_password"]  # tried in order
+//! token_file_vars = ["AZURE_FEDERATED_TOKEN_FILE", "JITGATE_OIDC_TOKEN_FILE"]  # name a file
+//! env_token_vars = ["JITGATE_OIDC_TOKEN"]   # hold the JWT itself (GitLab id_tokens: add yours)
+//! github_audience = "api://jitgate"         # &audience= of the GitHub request; unset: GitHub's default
+//! github_allowed_urls = ["https://*.actions.githubusercontent.com/"]  # ACTIONS_ID_TOKEN_REQUEST_URL prefixes
+//! startup_password_requires_tls = true      # a token as password only over client TLS
+//!
 //! [[issuers]]
 //! issuer = "https://login.microsoftonline.com/<tenant>/v2.0"
 //! audiences = ["api://jitgate"]
-//! jwks_file = "/etc/jitgate/entra-jwks.json"
+//! jwks_file = "/etc/jitgate/entra-jwks.json"   # a JWK Set file, or:
+//!
+//! [[issuers]]
+//! issuer = "https://token.actions.githubusercontent.com"
+//! audiences = ["api://jitgate"]
+//! discovery = true                  # {issuer}/.well-known/openid-configuration → jwks_uri
+//! # discovery_url = "https://…"     # another document URL (Entra v1: login.microsoftonline.com)
+//! jwks_refresh_min_interval_secs = 30   # unknown kid → refresh, at most this often
 //!
 //! [[targets]]
 //! name = "shop"
@@ -20,10 +35,33 @@
 //! upstream_user = "jitgate_ci"
 //! upstream_password_file = "/etc/jitgate/shop.password"
 //! masks = [{ column = "public.customers.email", strategy = "partial", keep_last = 12 }]
+//! accept_token_password = false     # true: a client may send its token as the password
 //!
 //! [policy]
 //! file = "/etc/jitgate/policy.cedar"  # Cedar policies (docs/policy.md)
 //! ```
+//!
+//! Token sources ([`crate::identity::sources`]): `token_file` reads the file a variable names
+//! with the job's own credentials; `env_token` takes the JWT from a variable; `github_actions`
+//! calls `ACTIONS_ID_TOKEN_REQUEST_URL` with `ACTIONS_ID_TOKEN_REQUEST_TOKEN`, only when the URL
+//! is under one of `github_allowed_urls` (scheme, host — `*.` for any host below a domain —,
+//! port and path prefix compared on the parsed URL; `https`, or `http` only to a literal
+//! loopback address); `startup_password` asks the client for a password
+//! (AuthenticationCleartextPassword) and takes it as the token, only on targets with
+//! `accept_token_password = true`. Each source searches the connecting process, then its
+//! ancestors inside the runner cgroup; the first source that finds something decides.
+//!
+//! `startup_password_requires_tls` (default true): the client↔agent hop is loopback, but a
+//! token sent in clear there can be read by anything able to capture loopback traffic on the
+//! runner, so by default the password is asked for only when the client connected with TLS
+//! (which needs `agent.tls_ca_dir`); `false` asks on plain connections too.
+//!
+//! Issuers: exactly one of `jwks_file` and `discovery = true`. Discovery and JWKS URLs must be
+//! `https`, or `http` to a literal loopback address (test issuers). A discovery issuer's keys
+//! are fetched at start in the background (a failure does not stop the agent; its tokens are
+//! refused with 28000 until keys arrive), cached, and refreshed when a token names an unknown
+//! `kid`, at most once per `jwks_refresh_min_interval_secs`; when the issuer is unreachable the
+//! cached keys stay in use.
 
 use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
@@ -31,6 +69,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::identity::sources::TokenSource;
 use crate::masking::MaskStrategy;
 use crate::tls::upstream::UpstreamTlsMode;
 
@@ -69,6 +108,9 @@ pub enum ConfigError {
 pub struct Config {
     /// Host-level settings.
     pub agent: AgentSection,
+    /// Where workload tokens are looked for.
+    #[serde(default)]
+    pub identity: IdentitySection,
     /// Trusted OIDC issuers.
     #[serde(default)]
     pub issuers: Vec<IssuerConfig>,
@@ -127,6 +169,74 @@ fn default_max_message() -> u32 {
     crate::pgwire::DEFAULT_MAX_MESSAGE
 }
 
+/// `[identity]`: where workload tokens are looked for ([`crate::identity::sources`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// Token sources, tried in this order.
+    #[serde(default = "default_sources")]
+    pub sources: Vec<TokenSource>,
+    /// Environment variables naming a token file, tried in this order in each process.
+    #[serde(default = "default_token_file_vars")]
+    pub token_file_vars: Vec<String>,
+    /// Environment variables holding a token, tried in this order in each process.
+    #[serde(default = "default_env_token_vars")]
+    pub env_token_vars: Vec<String>,
+    /// The `audience` asked for in the GitHub Actions token request; unset: none is asked
+    /// for and GitHub's default audience (the repository owner's URL) applies.
+    #[serde(default)]
+    pub github_audience: Option<String>,
+    /// URL prefixes `ACTIONS_ID_TOKEN_REQUEST_URL` must be under to be called.
+    #[serde(default = "default_github_allowed_urls")]
+    pub github_allowed_urls: Vec<String>,
+    /// Ask for a token as password only on client connections with TLS.
+    #[serde(default = "default_true")]
+    pub startup_password_requires_tls: bool,
+}
+
+impl Default for IdentitySection {
+    fn default() -> Self {
+        Self {
+            sources: default_sources(),
+            token_file_vars: default_token_file_vars(),
+            env_token_vars: default_env_token_vars(),
+            github_audience: None,
+            github_allowed_urls: default_github_allowed_urls(),
+            startup_password_requires_tls: true,
+        }
+    }
+}
+
+fn default_sources() -> Vec<TokenSource> {
+    TokenSource::DEFAULT_ORDER.to_vec()
+}
+
+fn default_token_file_vars() -> Vec<String> {
+    crate::identity::token_file::DEFAULT_VARS
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn default_env_token_vars() -> Vec<String> {
+    crate::identity::sources::DEFAULT_ENV_TOKEN_VARS
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn default_github_allowed_urls() -> Vec<String> {
+    crate::identity::github::DEFAULT_ALLOWED_URLS
+        .map(str::to_owned)
+        .to_vec()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_refresh_interval() -> u64 {
+    30
+}
+
 /// `[[issuers]]`: an OIDC issuer whose tokens are accepted.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,8 +245,21 @@ pub struct IssuerConfig {
     pub issuer: String,
     /// Accepted `aud` values; a token must carry at least one.
     pub audiences: Vec<String>,
-    /// JWK Set file (RFC 7517).
-    pub jwks_file: PathBuf,
+    /// JWK Set file (RFC 7517); exclusive with `discovery`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// Find the keys through OpenID Connect Discovery (`{issuer}/.well-known/openid-configuration`
+    /// → `jwks_uri`).
+    #[serde(default)]
+    pub discovery: bool,
+    /// The discovery document's URL when it is not under the issuer (Entra v1 issuers
+    /// `https://sts.windows.net/{tid}/` publish theirs at
+    /// `https://login.microsoftonline.com/{tid}/.well-known/openid-configuration`).
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    /// Least time between two key fetches of a discovery issuer, seconds.
+    #[serde(default = "default_refresh_interval")]
+    pub jwks_refresh_min_interval_secs: u64,
 }
 
 /// `[[targets]]`: a protected PostgreSQL server.
@@ -165,6 +288,11 @@ pub struct TargetConfig {
     /// public web roots.
     #[serde(default)]
     pub upstream_ca_file: Option<PathBuf>,
+    /// Whether a client of this target may send its workload token as the password (source
+    /// `startup_password`; over TLS only unless `[identity] startup_password_requires_tls` is
+    /// false).
+    #[serde(default)]
+    pub accept_token_password: bool,
 }
 
 impl TargetConfig {
@@ -248,6 +376,7 @@ impl Config {
                 what: "agent.max_connections must be at least 1".into(),
             });
         }
+        self.check_identity()?;
         for target in &self.targets {
             target.password()?;
             for mask in &target.masks {
@@ -259,6 +388,65 @@ impl Config {
                         ),
                     });
                 }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The `[identity]` section and the issuers.
+    fn check_identity(&self) -> Result<(), ConfigError> {
+        let invalid = |what: String| Err(ConfigError::Invalid { what });
+        if self.identity.sources.is_empty() {
+            return invalid("identity.sources must name at least one source".into());
+        }
+        if let Err(e) = crate::identity::github::parse_allowed(&self.identity.github_allowed_urls) {
+            return invalid(format!("identity.github_allowed_urls: {e}"));
+        }
+        for issuer in &self.issuers {
+            match (&issuer.jwks_file, issuer.discovery) {
+                (Some(_), false) => {}
+                (None, true) => {
+                    let url = issuer.discovery_url.clone().unwrap_or_else(|| {
+                        crate::identity::discovery::discovery_url_of(&issuer.issuer)
+                    });
+                    if let Err(e) = crate::identity::http::checked_url(&url) {
+                        return invalid(format!("issuer {:?}: {e}", issuer.issuer));
+                    }
+                }
+                _ => {
+                    return invalid(format!(
+                        "issuer {:?}: set exactly one of jwks_file and discovery = true",
+                        issuer.issuer
+                    ));
+                }
+            }
+            if issuer.discovery_url.is_some() && !issuer.discovery {
+                return invalid(format!(
+                    "issuer {:?}: discovery_url needs discovery = true",
+                    issuer.issuer
+                ));
+            }
+        }
+        let password_source = self
+            .identity
+            .sources
+            .contains(&TokenSource::StartupPassword);
+        for target in self.targets.iter().filter(|t| t.accept_token_password) {
+            if !password_source {
+                return invalid(format!(
+                    "target {:?} accepts a token as password, but identity.sources has no \
+                     \"startup_password\"",
+                    target.name
+                ));
+            }
+            if self.identity.startup_password_requires_tls && self.agent.tls_ca_dir.is_none() {
+                return invalid(format!(
+                    "target {:?} accepts a token as password over TLS only \
+                     (identity.startup_password_requires_tls), but agent.tls_ca_dir is not set",
+                    target.name
+                ));
             }
         }
         Ok(())
@@ -312,6 +500,72 @@ file = "/etc/jitgate/policy.cedar"
         assert_eq!(
             config.agent.bpf_pin_dir,
             PathBuf::from("/sys/fs/bpf/jitgate")
+        );
+    }
+
+    #[test]
+    fn identity_defaults_and_order() {
+        let config: Config = toml::from_str(EXAMPLE).expect("valid config");
+        assert_eq!(config.identity.sources, TokenSource::DEFAULT_ORDER.to_vec());
+        assert!(config.identity.startup_password_requires_tls);
+        assert_eq!(config.identity.env_token_vars, vec!["JITGATE_OIDC_TOKEN"]);
+        assert_eq!(config.issuers[0].jwks_refresh_min_interval_secs, 30);
+        let custom = EXAMPLE.replace(
+            "[[issuers]]",
+            "[identity]\nsources = [\"env_token\", \"token_file\"]\nenv_token_vars = [\"CI_DB_TOKEN\"]\n\n[[issuers]]",
+        );
+        let config: Config = toml::from_str(&custom).expect("valid config");
+        config.check().expect("consistent");
+        assert_eq!(
+            config.identity.sources,
+            vec![TokenSource::EnvToken, TokenSource::TokenFile]
+        );
+        let unknown = EXAMPLE.replace("[[issuers]]", "[identity]\nsourcse = []\n\n[[issuers]]");
+        assert!(toml::from_str::<Config>(&unknown).is_err());
+    }
+
+    #[test]
+    fn issuer_key_source_is_exactly_one() {
+        let discovery =
+            EXAMPLE.replace("jwks_file = \"/etc/jitgate/jwks.json\"", "discovery = true");
+        let config: Config = toml::from_str(&discovery).expect("parses");
+        config.check().expect("discovery alone is fine");
+        let both = EXAMPLE.replace(
+            "jwks_file = \"/etc/jitgate/jwks.json\"",
+            "jwks_file = \"/j\"\ndiscovery = true",
+        );
+        let config: Config = toml::from_str(&both).expect("parses");
+        assert!(config.check().is_err());
+        let plain_http = discovery.replace(
+            "discovery = true",
+            "discovery = true\ndiscovery_url = \"http://idp.example/.well-known/openid-configuration\"",
+        );
+        let config: Config = toml::from_str(&plain_http).expect("parses");
+        assert!(config.check().is_err(), "plain http only to loopback");
+    }
+
+    #[test]
+    fn token_password_needs_the_source_and_tls() {
+        let accepting = EXAMPLE.replace(
+            "upstream_password = \"secret\"",
+            "upstream_password = \"secret\"\naccept_token_password = true",
+        );
+        let config: Config = toml::from_str(&accepting).expect("parses");
+        assert!(config.check().is_err(), "no tls_ca_dir");
+        let with_ca = accepting.replace(
+            "runner_cgroup = \"ci-runner\"",
+            "runner_cgroup = \"ci-runner\"\ntls_ca_dir = \"/etc/jitgate/ca\"",
+        );
+        let config: Config = toml::from_str(&with_ca).expect("parses");
+        config.check().expect("consistent");
+        let no_source = with_ca.replace(
+            "[[issuers]]",
+            "[identity]\nsources = [\"token_file\"]\n\n[[issuers]]",
+        );
+        let config: Config = toml::from_str(&no_source).expect("parses");
+        assert!(
+            config.check().is_err(),
+            "startup_password not among the sources"
         );
     }
 

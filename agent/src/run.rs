@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use crate::audit::AuditSink;
 use crate::bpf::{RedirectConfig, Redirector};
 use crate::config::Config;
-use crate::identity::Validator;
+use crate::identity::{Identifier, Validator, http::HttpClient};
 use crate::policy::{Analyzer, PolicyEngine};
 use crate::proxy::cancel::CancelRegistry;
 use crate::proxy::upstream::UpstreamTls;
@@ -101,7 +101,9 @@ fn with_local_aliases(mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
 pub async fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let targets = resolve_targets(&config)?;
-    let validator = Validator::from_config(&config.issuers)?;
+    let http = HttpClient::new()
+        .map_err(|e| anyhow::anyhow!("building the HTTP client for identity: {e}"))?;
+    let validator = Validator::from_config(&config.issuers, &http)?;
     let policy = Arc::new(PolicyEngine::from_file(&config.policy.file)?);
     tracing::info!(file = %config.policy.file.display(), policies = policy.len(), "policies loaded");
 
@@ -150,11 +152,21 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
             .display()
     );
 
+    let identity = Identifier::new(
+        &config.identity,
+        validator,
+        http,
+        runner_cgroup.clone(),
+        mount.clone(),
+    )?;
+    // Discovery issuers' first key fetch, in the background: the agent starts either way.
+    identity.validator().prefetch();
+
     let host = config.agent.host_name.clone().unwrap_or_else(hostname);
     let audit = AuditSink::spawn(config.agent.collector.clone(), host);
     let ctx = Arc::new(Context {
         redirector: Arc::new(redirector),
-        validator,
+        identity,
         policy,
         analyzer: Analyzer::default(),
         targets,

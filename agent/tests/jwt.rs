@@ -1,10 +1,12 @@
 //! JWT validation against real keys: tokens signed by a test issuer with a freshly generated RSA
-//! or P-256 key, checked by the agent's [`Validator`] against the issuer's JWKS file.
+//! or P-256 key, checked by the agent's [`Validator`] against the issuer's JWKS file. (Keys from
+//! OIDC discovery are exercised end to end in `tests/tests/end_to_end/discovery.rs`.)
 
 use std::time::Duration;
 
 use jitgate_agent::config::IssuerConfig;
-use jitgate_agent::identity::{IdentityError, Validator};
+use jitgate_agent::identity::http::HttpClient;
+use jitgate_agent::identity::{IdentityError, Validator, WorkloadIdentity};
 use jitgate_tests::claims::{entra_sp_claims, entra_v2_issuer, github_claims, now_secs};
 use jitgate_tests::issuer::Issuer;
 use serde_json::Value;
@@ -22,16 +24,33 @@ fn fixture(issuer: Issuer) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let jwks = dir.path().join("jwks.json");
     issuer.write_jwks(&jwks).expect("jwks written");
-    let validator = Validator::from_config(&[IssuerConfig {
-        issuer: issuer.issuer_url().to_owned(),
-        audiences: vec![AUDIENCE.to_owned()],
-        jwks_file: jwks,
-    }])
+    let validator = Validator::from_config(
+        &[IssuerConfig {
+            issuer: issuer.issuer_url().to_owned(),
+            audiences: vec![AUDIENCE.to_owned()],
+            jwks_file: Some(jwks),
+            discovery: false,
+            discovery_url: None,
+            jwks_refresh_min_interval_secs: 30,
+        }],
+        &HttpClient::new().expect("http client"),
+    )
     .expect("validator");
     Fixture {
         issuer,
         validator,
         _dir: dir,
+    }
+}
+
+impl Fixture {
+    /// Validates on a current-thread runtime (validation is async for discovery issuers).
+    fn validate(&self, token: &str) -> Result<WorkloadIdentity, IdentityError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(self.validator.validate(token))
     }
 }
 
@@ -47,13 +66,56 @@ fn claims() -> Value {
 fn good_rs256_token_yields_entra_claims() {
     let f = entra();
     let token = f.issuer.token(&claims()).expect("token");
-    let id = f.validator.validate(&token).expect("valid token");
+    let id = f.validate(&token).expect("valid token");
     assert_eq!(id.issuer, entra_v2_issuer(TENANT));
     assert_eq!(id.subject, "oid-1");
     assert_eq!(id.claim("oid"), "oid-1");
     assert_eq!(id.claim("tid"), TENANT);
     assert_eq!(id.app_id(), "app-1");
     assert_eq!(id.claim("idtyp"), "app");
+    assert_eq!(Some(id.expires_at), claims_exp(&token));
+}
+
+/// The `exp` of a token's payload, read without verification.
+fn claims_exp(token: &str) -> Option<i64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<Value>(&bytes).ok()?["exp"].as_i64()
+}
+
+#[test]
+fn entra_v1_token_uses_appid() {
+    let f = fixture(
+        Issuer::new_rsa(&jitgate_tests::claims::entra_v1_issuer(TENANT), "v1").expect("rsa issuer"),
+    );
+    let c = jitgate_tests::claims::entra_v1_sp_claims(
+        TENANT,
+        "app-v1",
+        "oid-v1",
+        AUDIENCE,
+        Duration::from_secs(600),
+    );
+    let id = f
+        .validate(&f.issuer.token(&c).expect("token"))
+        .expect("valid token");
+    assert_eq!(id.app_id(), "app-v1");
+    assert_eq!(id.label(), format!("entra app app-v1 (tenant {TENANT})"));
+}
+
+#[test]
+fn an_algorithm_the_key_was_not_published_for_is_rejected() {
+    // The issuer publishes its RSA key with alg RS256; a PS256 signature by the same key is
+    // refused, as the JWK's alg narrows what the key verifies.
+    let f = entra();
+    let token = f
+        .issuer
+        .token_with(jsonwebtoken::Algorithm::PS256, &claims())
+        .expect("token");
+    let e = rejected(&f, &token);
+    assert!(matches!(e, IdentityError::Algorithm { .. }), "{e}");
 }
 
 #[test]
@@ -69,14 +131,14 @@ fn good_es256_github_token_yields_ci_claims() {
         Duration::from_secs(600),
     );
     let token = f.issuer.token(&c).expect("token");
-    let id = f.validator.validate(&token).expect("valid token");
+    let id = f.validate(&token).expect("valid token");
     assert_eq!(id.repository(), "acme/shop");
     assert_eq!(id.claim("ref"), "refs/heads/main");
     assert_eq!(id.run_id(), "4242");
 }
 
 fn rejected(f: &Fixture, token: &str) -> IdentityError {
-    match f.validator.validate(token) {
+    match f.validate(token) {
         Ok(id) => panic!("token must be rejected, got {id:?}"),
         Err(e) => e,
     }

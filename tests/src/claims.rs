@@ -1,5 +1,6 @@
 //! Claim sets shaped like the workload tokens jitgate accepts in CI: Microsoft Entra ID
-//! service-principal access tokens (v2 and v1) and GitHub Actions OIDC tokens.
+//! service-principal access tokens (v2 and v1), GitHub Actions OIDC tokens and GitLab CI
+//! `id_tokens`.
 //!
 //! Shapes follow Microsoft's "Access token claims reference" and GitHub's "About security
 //! hardening with OpenID Connect"; values are fake but well-formed (GUIDs, numeric dates in
@@ -135,6 +136,49 @@ pub fn github_claims(
         "job_workflow_ref": workflow_ref,
         "event_name": "push",
         "runner_environment": "self-hosted",
+    })
+}
+
+/// A GitLab CI `id_tokens` claim set (GitLab docs "OpenID Connect (OIDC) Authentication Using
+/// ID Tokens") for a branch pipeline of `project_path` on `git_ref`, issued by `issuer` (the
+/// GitLab instance's URL); ids are strings as GitLab renders them; `exp` is now + `ttl`.
+pub fn gitlab_claims(
+    issuer: &str,
+    project_path: &str,
+    git_ref: &str,
+    pipeline_id: u64,
+    audience: &str,
+    ttl: Duration,
+) -> Value {
+    let now = now_secs();
+    let namespace = project_path
+        .rsplit_once('/')
+        .map_or(project_path, |(ns, _)| ns);
+    let host = issuer.trim_start_matches("https://").trim_end_matches('/');
+    json!({
+        "iss": issuer,
+        "sub": format!("project_path:{project_path}:ref_type:branch:ref:{git_ref}"),
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl.as_secs(),
+        "jti": format!("{now:x}-{pipeline_id}"),
+        "namespace_id": "4242",
+        "namespace_path": namespace,
+        "project_id": "1717",
+        "project_path": project_path,
+        "user_id": "11",
+        "user_login": "ci-bot",
+        "pipeline_id": pipeline_id.to_string(),
+        "pipeline_source": "push",
+        "job_id": "90210",
+        "ref": git_ref,
+        "ref_type": "branch",
+        "ref_path": format!("refs/heads/{git_ref}"),
+        "ref_protected": "true",
+        "runner_id": 7,
+        "runner_environment": "self-hosted",
+        "ci_config_ref_uri": format!("{host}/{project_path}//.gitlab-ci.yml@refs/heads/{git_ref}"),
     })
 }
 

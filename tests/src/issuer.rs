@@ -145,7 +145,13 @@ impl Issuer {
 
     /// A token with `claims` signed by this issuer (RS256/ES256, header `kid` set).
     pub fn token(&self, claims: &Value) -> anyhow::Result<String> {
-        let mut header = Header::new(self.algorithm());
+        self.token_with(self.algorithm(), claims)
+    }
+
+    /// A token signed with this issuer's key under another algorithm of the same family (e.g.
+    /// PS256 or RS512 with the RSA key), header `kid` set.
+    pub fn token_with(&self, alg: Algorithm, claims: &Value) -> anyhow::Result<String> {
+        let mut header = Header::new(alg);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding_key).context("signing a token")
     }

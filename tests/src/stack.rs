@@ -89,6 +89,12 @@ pub struct StackOptions {
     pub max_connections: Option<usize>,
     /// The Cedar policies ([`stack_policy`] by default).
     pub policy: String,
+    /// Keys of an `[identity]` section (TOML lines), none by default (the agent's defaults).
+    pub identity: Option<String>,
+    /// More `[[issuers]]` tables (whole TOML tables, header included), after the stack's own.
+    pub extra_issuers: Vec<String>,
+    /// The target's `accept_token_password` (off by default).
+    pub accept_token_password: bool,
 }
 
 impl Default for StackOptions {
@@ -101,6 +107,9 @@ impl Default for StackOptions {
             server_tls: false,
             max_connections: None,
             policy: stack_policy(),
+            identity: None,
+            extra_issuers: Vec::new(),
+            accept_token_password: false,
         }
     }
 }
@@ -226,6 +235,9 @@ impl Stack {
             server_tls,
             max_connections,
             policy,
+            identity,
+            extra_issuers,
+            accept_token_password,
         } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
@@ -287,6 +299,26 @@ impl Stack {
                 &format!("host_name = \"runner-1\"\nmax_connections = {limit}"),
             );
         }
+        if let Some(identity) = identity {
+            config = config.replacen(
+                "[[issuers]]",
+                &format!("[identity]\n{identity}\n\n[[issuers]]"),
+                1,
+            );
+        }
+        if !extra_issuers.is_empty() {
+            config = config.replacen(
+                "[[targets]]",
+                &format!("{}\n\n[[targets]]", extra_issuers.join("\n\n")),
+                1,
+            );
+        }
+        if accept_token_password {
+            config = config.replace(
+                "upstream_tls = \"",
+                "accept_token_password = true\nupstream_tls = \"",
+            );
+        }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config)?;
         // The runner's local CA, made by the agent's own command as an operator would.
@@ -319,10 +351,17 @@ impl Stack {
     /// `AZURE_FEDERATED_TOKEN_FILE` when `with_token`.
     pub fn job(&self, program: &str, with_token: bool) -> Command {
         let mut command = self.cgroup.command(program);
-        command
-            .env_remove("AZURE_FEDERATED_TOKEN_FILE")
-            .env_remove("JITGATE_OIDC_TOKEN_FILE")
-            .env_remove("PGPASSWORD");
+        // Nothing of the test runner's own environment may identify the job.
+        for var in [
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "JITGATE_OIDC_TOKEN_FILE",
+            "JITGATE_OIDC_TOKEN",
+            "ACTIONS_ID_TOKEN_REQUEST_URL",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+            "PGPASSWORD",
+        ] {
+            command.env_remove(var);
+        }
         if with_token {
             command.env("AZURE_FEDERATED_TOKEN_FILE", &self.token_file);
         }

@@ -1,5 +1,8 @@
 //! The validated claims of a workload token, with Entra ID, GitHub Actions and GitLab claim
-//! names carried as the issuers define them.
+//! names carried as the issuers define them: which kind of issuer a token comes from
+//! ([`IssuerKind`]), a label naming the workload the way its platform does (Entra: the
+//! application and tenant; GitHub: repository, ref and run; GitLab: project, ref and pipeline),
+//! and the audit record.
 
 use serde_json::{Map, Value};
 
@@ -12,7 +15,10 @@ pub struct WorkloadIdentity {
     pub subject: String,
     /// `aud`, as a list.
     pub audience: Vec<String>,
-    /// `exp`, seconds since the Unix epoch.
+    /// `exp` (RFC 7519 §4.1.4), seconds since the Unix epoch, as the token states it (a
+    /// fractional NumericDate rounded down): the instant after which the token is no longer
+    /// valid. Validation allows [`super::jwt::LEEWAY_SECS`] of clock skew on top; a session
+    /// deadline should use this value.
     pub expires_at: i64,
     /// Every claim of the token, for rule matching.
     pub claims: Map<String, Value>,
@@ -27,7 +33,7 @@ impl WorkloadIdentity {
             issuer: text("iss").to_owned(),
             subject: text("sub").to_owned(),
             audience,
-            expires_at: claims.get("exp").and_then(Value::as_i64).unwrap_or(0),
+            expires_at: numeric_date(claims.get("exp")),
             claims,
         }
     }
@@ -72,9 +78,44 @@ impl WorkloadIdentity {
         self.first_claim(&["run_id", "pipeline_id"])
     }
 
-    /// A short label for messages: `sub` at `iss`.
+    /// Which kind of issuer the token comes from.
+    pub fn kind(&self) -> IssuerKind {
+        IssuerKind::of(self)
+    }
+
+    /// A short label for messages and logs, in the platform's own terms.
     pub fn label(&self) -> String {
-        format!("{} ({})", self.subject, self.issuer)
+        match self.kind() {
+            IssuerKind::Entra => {
+                let app = self.app_id();
+                let who = if app.is_empty() {
+                    format!("object {}", self.subject)
+                } else {
+                    format!("app {app}")
+                };
+                format!("entra {who} (tenant {})", self.claim("tid"))
+            }
+            IssuerKind::GithubActions => format!(
+                "github {}@{} (workflow {}, run {})",
+                self.repository(),
+                self.claim("ref"),
+                self.claim("workflow"),
+                self.run_id()
+            ),
+            IssuerKind::Gitlab => format!(
+                "gitlab {}@{} (pipeline {}, job {})",
+                self.repository(),
+                self.claim("ref"),
+                self.run_id(),
+                self.claim("job_id")
+            ),
+            IssuerKind::Other => format!("{} ({})", self.subject, self.issuer),
+        }
+    }
+
+    /// Workflow: GitHub `workflow`, or GitLab `ci_config_ref_uri` (the pipeline definition).
+    pub fn workflow(&self) -> String {
+        self.first_claim(&["workflow", "ci_config_ref_uri"])
     }
 
     /// The identity as an audit record.
@@ -90,10 +131,57 @@ impl WorkloadIdentity {
             identity_type: self.claim("idtyp"),
             repository: self.repository(),
             git_ref: self.claim("ref"),
-            workflow: self.claim("workflow"),
+            workflow: self.workflow(),
             run_id: self.run_id(),
             expires_at: self.expires_at,
         }
+    }
+}
+
+/// The kinds of issuer whose claim sets jitgate knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuerKind {
+    /// Microsoft Entra ID: v1 `https://sts.windows.net/{tid}/` or v2
+    /// `https://login.microsoftonline.com/{tid}/v2.0`.
+    Entra,
+    /// GitHub Actions (`https://token.actions.githubusercontent.com`, or a GitHub Enterprise
+    /// Server issuer: recognised by `repository`, `run_id` and `workflow`).
+    GithubActions,
+    /// GitLab CI `id_tokens` (recognised by `project_path` and `pipeline_id`).
+    Gitlab,
+    /// Any other issuer.
+    Other,
+}
+
+impl IssuerKind {
+    fn of(identity: &WorkloadIdentity) -> Self {
+        let iss = identity.issuer.as_str();
+        let has = |name: &str| identity.claims.contains_key(name);
+        if iss.starts_with("https://login.microsoftonline.com/")
+            || iss.starts_with("https://sts.windows.net/")
+            || (has("tid") && (has("appid") || has("azp")))
+        {
+            IssuerKind::Entra
+        } else if iss == "https://token.actions.githubusercontent.com"
+            || (has("repository") && has("run_id") && has("workflow"))
+        {
+            IssuerKind::GithubActions
+        } else if has("project_path") && has("pipeline_id") {
+            IssuerKind::Gitlab
+        } else {
+            IssuerKind::Other
+        }
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, integer or not; 0 when absent.
+fn numeric_date(value: Option<&Value>) -> i64 {
+    match value {
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().map(|f| f.floor() as i64))
+            .unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -129,6 +217,54 @@ mod tests {
         let v2 = identity(json!({"iss": "i", "sub": "s", "azp": "a2", "aud": ["x", "y"]}));
         assert_eq!(v2.app_id(), "a2");
         assert_eq!(v2.audience, vec!["x", "y"]);
+    }
+
+    #[test]
+    fn labels_name_the_workload_in_platform_terms() {
+        let v1 = identity(
+            json!({"iss": "https://sts.windows.net/t1/", "sub": "o", "appid": "a1", "tid": "t1"}),
+        );
+        assert_eq!(v1.kind(), IssuerKind::Entra);
+        assert_eq!(v1.label(), "entra app a1 (tenant t1)");
+        let v2 = identity(
+            json!({"iss": "https://login.microsoftonline.com/t2/v2.0", "sub": "o", "azp": "a2", "tid": "t2"}),
+        );
+        assert_eq!(v2.label(), "entra app a2 (tenant t2)");
+        let gh = identity(
+            json!({"iss": "https://token.actions.githubusercontent.com", "sub": "repo:o/r:ref:refs/heads/main",
+            "repository": "o/r", "ref": "refs/heads/main", "workflow": "ci", "run_id": "9"}),
+        );
+        assert_eq!(gh.kind(), IssuerKind::GithubActions);
+        assert_eq!(
+            gh.label(),
+            "github o/r@refs/heads/main (workflow ci, run 9)"
+        );
+        let gl = identity(
+            json!({"iss": "https://gitlab.example.com", "sub": "project_path:g/p:ref_type:branch:ref:main",
+            "project_path": "g/p", "ref": "main", "pipeline_id": "77", "job_id": "501",
+            "ci_config_ref_uri": "gitlab.example.com/g/p//.gitlab-ci.yml@refs/heads/main"}),
+        );
+        assert_eq!(gl.kind(), IssuerKind::Gitlab);
+        assert_eq!(gl.label(), "gitlab g/p@main (pipeline 77, job 501)");
+        assert_eq!(
+            gl.to_audit().workflow,
+            "gitlab.example.com/g/p//.gitlab-ci.yml@refs/heads/main"
+        );
+        let other = identity(json!({"iss": "https://idp.example", "sub": "svc"}));
+        assert_eq!(other.label(), "svc (https://idp.example)");
+    }
+
+    #[test]
+    fn expiry_is_the_exp_claim() {
+        assert_eq!(
+            identity(json!({"exp": 1_900_000_000})).expires_at,
+            1_900_000_000
+        );
+        assert_eq!(
+            identity(json!({"exp": 1_900_000_000.75})).expires_at,
+            1_900_000_000
+        );
+        assert_eq!(identity(json!({})).expires_at, 0);
     }
 
     #[test]

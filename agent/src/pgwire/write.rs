@@ -1,6 +1,7 @@
 //! Messages the agent writes itself: its own ErrorResponse and ReadyForQuery after a policy
-//! decision, AuthenticationOk and the agent's own BackendKeyData to the client, rebuilt DataRows
-//! after masking, and the one-byte SSLRequest answer. Each writer appends a whole message to a
+//! decision, AuthenticationCleartextPassword (a workload token taken as the password),
+//! AuthenticationOk and the agent's own BackendKeyData to the client, rebuilt DataRows after
+//! masking, and the one-byte SSLRequest answer. Each writer appends a whole message to a
 //! buffer, back-patching the length.
 
 use bytes::{BufMut, BytesMut};
@@ -97,6 +98,14 @@ pub fn negotiate_protocol_version(out: &mut BytesMut, minor: u32, unrecognized: 
 pub fn authentication_ok(out: &mut BytesMut) {
     let at = start(out, AUTHENTICATION_TAG);
     out.put_u32(0);
+    finish(out, at);
+}
+
+/// AuthenticationCleartextPassword: the client is to send its password in a PasswordMessage
+/// (PostgreSQL docs 55.2.2; the agent asks for it only to receive a workload token).
+pub fn authentication_cleartext_password(out: &mut BytesMut) {
+    let at = start(out, AUTHENTICATION_TAG);
+    out.put_u32(3);
     finish(out, at);
 }
 

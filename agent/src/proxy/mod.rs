@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::audit::AuditSink;
 use crate::bpf::Redirector;
 use crate::config::TargetConfig;
-use crate::identity::Validator;
+use crate::identity::Identifier;
 use crate::pgwire::WireError;
 use crate::pgwire::backend::ErrorFields;
 use crate::policy::{Analyzer, PolicyEngine};
@@ -93,8 +93,8 @@ pub struct Target {
 pub struct Context {
     /// Kernel redirect and connection records.
     pub redirector: Arc<Redirector>,
-    /// Token validation.
-    pub validator: Validator,
+    /// Workload identity: token sources and validation.
+    pub identity: Identifier,
     /// The Cedar policies.
     pub policy: Arc<PolicyEngine>,
     /// SQL analysis cache.

@@ -40,6 +40,8 @@ pub struct Negotiated {
     pub reader: BoxRead,
     /// Write half.
     pub writer: BoxWrite,
+    /// Whether the connection is TLS (SSLRequest answered 'S', or direct TLS).
+    pub tls: bool,
 }
 
 /// TLS record type of a handshake, the first byte of a ClientHello.
@@ -94,6 +96,7 @@ fn plain(stream: TcpStream, first: StartupFrame) -> Negotiated {
         first,
         reader: Box::new(reader),
         writer: Box::new(writer),
+        tls: false,
     }
 }
 
@@ -126,5 +129,6 @@ pub async fn negotiate(
         first,
         reader: Box::new(reader),
         writer: Box::new(writer),
+        tls: true,
     })
 }

@@ -1,8 +1,10 @@
 //! A new client connection up to the relay: the kernel's record of who connected and where to
 //! (looked up by the client's address), the StartupMessage (SSLRequest and GSSENCRequest are
-//! answered 'N'), the workload identity, the upstream connection, and the handover to the
-//! client (AuthenticationOk, the server's ParameterStatus, the agent's own BackendKeyData from
-//! [`super::cancel`], ReadyForQuery). A CancelRequest is handed to [`super::cancel::route`].
+//! answered 'N'), the workload identity ([`crate::identity::Identifier`]; on targets accepting a
+//! token as password, AuthenticationCleartextPassword and the client's PasswordMessage), the
+//! upstream connection, and the handover to the client (AuthenticationOk, the server's
+//! ParameterStatus, the agent's own BackendKeyData from [`super::cancel`], ReadyForQuery). A
+//! CancelRequest is handed to [`super::cancel::route`].
 //!
 //! Every refusal before the relay is an ErrorResponse with severity FATAL and SQLSTATE 28000
 //! (identity) or 08xxx (upstream), after which the connection is closed and nothing was sent
@@ -26,7 +28,7 @@ use super::upstream::{self, Login};
 use super::{Context, ProxyError, Target};
 use crate::audit::SessionAudit;
 use crate::bpf::SockAddrExt as _;
-use crate::identity::{WorkloadIdentity, process};
+use crate::identity::{PasswordChannel, WorkloadIdentity, process};
 use crate::masking::{MaskCatalog, catalog::resolve_query};
 use crate::pgwire::backend::BACKEND_KEY_DATA_TAG;
 use crate::pgwire::codec::{READ_BUFFER, TaggedCodec, codes};
@@ -107,6 +109,10 @@ async fn serve_inner(
     audit: &mut SessionAudit,
 ) -> Result<(), ProxyError> {
     let _ = stream.set_nodelay(true);
+    // The agent's end of the connection, to find the client's end for the identity check.
+    let local = stream
+        .local_addr()
+        .map_err(|e| ProxyError::Client(crate::pgwire::WireError::Io(e)))?;
     let info = ctx.redirector.lookup(peer).map_err(ProxyError::Lookup)?;
     let target = info
         .as_ref()
@@ -118,8 +124,9 @@ async fn serve_inner(
         .map_err(|_| ProxyError::Client(crate::pgwire::WireError::Closed))??;
     let Negotiated {
         first,
-        reader,
+        mut reader,
         mut writer,
+        tls: client_tls,
     } = negotiated;
 
     let Some(info) = info else {
@@ -204,15 +211,26 @@ async fn serve_inner(
         return Ok(());
     };
 
-    let identity = match identify(ctx, &info).await {
-        Ok(identity) => identity,
+    let password = target
+        .config
+        .accept_token_password
+        .then_some(PasswordChannel {
+            reader: &mut reader,
+            writer: &mut writer,
+            tls: client_tls,
+        });
+    let identified = ctx.identity.identify(&info, peer, local, password).await;
+    let (identity, exe) = match identified {
+        Ok(identified) => (identified.identity, identified.exe),
         Err(e) => {
             let refusal = Refusal {
                 sqlstate: "28000".into(),
                 message: format!("jitgate: {e}"),
                 hint: Some(
-                    "Run the job with a workload identity token: set AZURE_FEDERATED_TOKEN_FILE \
-                     or JITGATE_OIDC_TOKEN_FILE to a file holding a token from a trusted issuer.",
+                    "Run the job with a workload identity token from a trusted issuer: a file \
+                     named by AZURE_FEDERATED_TOKEN_FILE or JITGATE_OIDC_TOKEN_FILE, the token in \
+                     JITGATE_OIDC_TOKEN, GitHub Actions' id-token permission, or (where the target \
+                     allows it) the token as the password.",
                 ),
             };
             refuse(&mut writer, audit, Some(&info), refusal).await;
@@ -343,7 +361,11 @@ async fn serve_inner(
 
     audit.record(pb::event::Kind::SessionStarted(pb::SessionStarted {
         identity: Some(identity.to_audit()),
-        process: Some(process_record(&info)),
+        // The executable as read while the process was verified (identity::liveness).
+        process: Some(pb::Process {
+            exe,
+            ..process_record(&info)
+        }),
         target: format!("{} ({original})", target.config.name),
         database: startup.database().unwrap_or_default().to_owned(),
         user: startup.user().unwrap_or_default().to_owned(),
@@ -492,39 +514,6 @@ fn humane_time(time: std::time::SystemTime) -> String {
 
 /// How long a finished session waits for room on the audit queue for its last events.
 const AUDIT_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// How long finding and validating a token may take (it reads files the job names).
-const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Finds and validates the connecting process's token, off the async workers: it reads `/proc`
-/// and a file the job chose, with the job's credentials.
-async fn identify(
-    ctx: &Context,
-    info: &ConnInfo,
-) -> Result<WorkloadIdentity, crate::identity::IdentityError> {
-    let facts = info.process;
-    let runner_cgroup = ctx.runner_cgroup.clone();
-    let lookup = tokio::task::spawn_blocking(move || {
-        process::check_alive(&facts)?;
-        process::find_token(&facts, &runner_cgroup)
-    });
-    let found = match tokio::time::timeout(IDENTIFY_TIMEOUT, lookup).await {
-        Ok(Ok(found)) => found?,
-        Ok(Err(join)) => {
-            return Err(crate::identity::IdentityError::ProcessGone {
-                pid: facts.tgid,
-                detail: format!("token lookup failed: {join}"),
-            });
-        }
-        Err(_) => {
-            return Err(crate::identity::IdentityError::ProcessGone {
-                pid: facts.tgid,
-                detail: format!("token lookup took longer than {IDENTIFY_TIMEOUT:?}"),
-            });
-        }
-    };
-    ctx.validator.validate(&found.token)
-}
 
 async fn connect_upstream(
     ctx: &Context,

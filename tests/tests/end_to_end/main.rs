@@ -5,9 +5,12 @@
 
 mod audit;
 mod connection;
+mod discovery;
 mod identity;
 mod masking;
+mod pid_reuse;
 mod policy;
 mod policy_corpus;
+mod sources;
 mod support;
 mod tls;
