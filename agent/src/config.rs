@@ -150,6 +150,10 @@ pub struct AgentSection {
     /// and one message of at most `max_message_bytes`), this bounds the agent's memory.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// How long a statement held for approval (`@approval("hold")`) waits for a person,
+    /// seconds; then it is refused with 42501.
+    #[serde(default = "default_approval_hold")]
+    pub approval_hold_secs: u64,
     /// Directory of the local CA (`ca.crt`, `ca.key`; `jitgate-agent ca-init`). When set, clients
     /// asking for TLS get it, with a certificate for the protected destination's names; when
     /// absent, SSLRequest is answered 'N'.
@@ -159,6 +163,10 @@ pub struct AgentSection {
 
 fn default_pin_dir() -> PathBuf {
     PathBuf::from("/sys/fs/bpf/jitgate")
+}
+
+fn default_approval_hold() -> u64 {
+    300
 }
 
 fn default_max_connections() -> usize {

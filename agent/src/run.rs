@@ -163,8 +163,17 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     identity.validator().prefetch();
 
     let host = config.agent.host_name.clone().unwrap_or_else(hostname);
-    let audit = AuditSink::spawn(config.agent.collector.clone(), host);
+    let audit = AuditSink::spawn(config.agent.collector.clone(), host.clone());
+    let approvals = config
+        .agent
+        .collector
+        .as_deref()
+        .map(crate::approval::ApprovalClient::new)
+        .transpose()?;
     let ctx = Arc::new(Context {
+        approvals,
+        approval_hold: Duration::from_secs(config.agent.approval_hold_secs),
+        host_name: host,
         redirector: Arc::new(redirector),
         identity,
         policy,

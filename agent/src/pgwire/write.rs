@@ -67,6 +67,25 @@ pub fn error_response(
     finish(out, at);
 }
 
+/// NoticeResponse (tag `N`, PostgreSQL docs 55.7) with severity NOTICE, SQLSTATE 00000, a
+/// message and an optional hint.
+pub fn notice_response(out: &mut BytesMut, message: &str, hint: Option<&str>) {
+    let at = start(out, b'N');
+    for (code, value) in [
+        (b'S', "NOTICE"),
+        (b'V', "NOTICE"),
+        (b'C', "00000"),
+        (b'M', message),
+    ] {
+        put_field(out, code, value);
+    }
+    if let Some(hint) = hint {
+        put_field(out, b'H', hint);
+    }
+    out.put_u8(0);
+    finish(out, at);
+}
+
 fn put_field(out: &mut BytesMut, code: u8, value: &str) {
     out.put_u8(code);
     // A NUL inside a field would end it early; none of our texts contain one, but be safe.

@@ -157,6 +157,11 @@ impl SessionPolicy {
         }
     }
 
+    /// What the session is, for policy.
+    pub fn facts(&self) -> &SessionFacts {
+        &self.facts
+    }
+
     /// Decides `analysis`, reusing a decision made for the same analysis within the last second.
     pub fn decide(&mut self, analysis: &Arc<Analysis>) -> Decision {
         let key = Arc::as_ptr(analysis) as usize;

@@ -111,6 +111,12 @@ pub struct Context {
     pub max_connections: usize,
     /// One permit per client session being served.
     pub connections: Arc<tokio::sync::Semaphore>,
+    /// The collector's approvals service, when a collector is configured.
+    pub approvals: Option<crate::approval::ApprovalClient>,
+    /// How long a held statement waits for approval.
+    pub approval_hold: std::time::Duration,
+    /// This host's name in audit events and approval requests.
+    pub host_name: String,
     /// The cancel keys of the live sessions.
     pub cancels: cancel::CancelRegistry,
 }

@@ -381,11 +381,32 @@ async fn serve_inner(
     };
     let status = upstream.status;
     let session_outlives_token = policy.may_outlive_token();
+    let approval_base = crate::approval::ApprovalRequest {
+        id: String::new(),
+        session_id: audit.session_id().to_owned(),
+        seq: 0,
+        agent_host: ctx.host_name.clone(),
+        identity: identity.to_audit(),
+        target: policy.facts().target.clone(),
+        database: policy.facts().database.clone(),
+        statement: String::new(),
+        fingerprint: String::new(),
+        tables: Vec::new(),
+        actions: Vec::new(),
+        policy_ids: Vec::new(),
+        reason: String::new(),
+        mode: crate::approval::Mode::Hold,
+        scope: crate::approval::ScopeKind::Fingerprint,
+        grant_ttl: Duration::ZERO,
+        hold_timeout: ctx.approval_hold,
+        auto_approved_by: None,
+    };
     let token_expiry = identity.expires_at;
     let mut session = Session::new(ctx, policy, catalog, audit, status);
     if registration.is_some() {
         session.translate_notifications(original);
     }
+    session.set_approval_base(approval_base);
     if !session_outlives_token {
         let exp =
             std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(token_expiry).unwrap_or(0));

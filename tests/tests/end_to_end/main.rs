@@ -3,6 +3,7 @@
 //! collector. Each test asserts what the client received, what PostgreSQL executed, and what the
 //! collector stored. One test binary, run serially (`--test-threads=1`) by `cargo xtask test`.
 
+mod approvals;
 mod audit;
 mod connection;
 mod discovery;

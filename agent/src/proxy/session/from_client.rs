@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use postgres_protocol::message::frontend as write_fe;
 
-use super::{End, Flow, REFUSED_SQL, Session};
+use super::{End, Flow, REFUSED_SQL, Session, approval};
 use crate::pgwire::codec::Frame;
 use crate::pgwire::frontend::{self as fe, Bind, Execute, FunctionCall, Parse, Target};
 use crate::policy::{Analysis, Decision, StatementKind};
@@ -37,6 +37,9 @@ const APPROVAL_HINT: &str = "A person (or an approval policy) must approve this 
 impl Session<'_> {
     pub(super) fn on_client(&mut self, frame: Frame) -> Result<Flow, ProxyError> {
         let client = ProxyError::Client;
+        let Some(frame) = self.hold_for_approval(frame)? else {
+            return Ok(Flow::Continue);
+        };
         match frame.tag {
             fe::QUERY_TAG => {
                 let sql = fe::parse_query(&frame.body).map_err(client)?;
@@ -262,12 +265,29 @@ impl Session<'_> {
                 message: d.reason,
                 hint: Some(DENIAL_HINT.into()),
             }),
-            Decision::Approval(needed) => Some(Rejection {
-                sqlstate: "42501",
-                rule: needed.policies.join(","),
-                message: format!("jitgate: {}", needed.reason),
-                hint: Some(APPROVAL_HINT.into()),
-            }),
+            Decision::Approval(needed) => match self.resolved.take() {
+                Some((held, resolution)) if Arc::ptr_eq(&held, analysis) || *held == **analysis => {
+                    match resolution {
+                        Ok((id, by)) => {
+                            tracing::info!(approval = %id, %by, "statement approved");
+                            None
+                        }
+                        Err(rejection) => Some(rejection),
+                    }
+                }
+                other => {
+                    self.resolved = other;
+                    Some(Rejection {
+                        sqlstate: "42501",
+                        rule: needed.policies.join(","),
+                        message: format!(
+                            "jitgate: {}; this agent has no collector to ask for approval",
+                            needed.reason
+                        ),
+                        hint: Some(APPROVAL_HINT.into()),
+                    })
+                }
+            },
             Decision::Allow { .. }
                 if !self.catalog.is_empty() && analysis.kinds.contains(&StatementKind::CopyTo) =>
             {
@@ -286,6 +306,52 @@ impl Session<'_> {
             self.statements_denied += 1;
         }
         rejection
+    }
+
+    /// Holds a Query or Parse whose statement needs approval that the collector can give:
+    /// returns `None` when held (the frame comes back through the run loop once resolved),
+    /// else the frame to handle now.
+    fn hold_for_approval(&mut self, frame: Frame) -> Result<Option<Frame>, ProxyError> {
+        let sql = match frame.tag {
+            fe::QUERY_TAG => fe::parse_query(&frame.body).map_err(ProxyError::Client)?,
+            fe::PARSE_TAG => {
+                Parse::decode(&frame.body)
+                    .map_err(ProxyError::Client)?
+                    .query
+            }
+            _ => return Ok(Some(frame)),
+        };
+        let (Some(client), Some(base)) = (self.ctx.approvals.clone(), self.approval_base.clone())
+        else {
+            return Ok(Some(frame));
+        };
+        let Ok(analysis) = self.ctx.analyzer.analyze(sql) else {
+            return Ok(Some(frame));
+        };
+        if analysis.integrity.is_some()
+            || self
+                .resolved
+                .as_ref()
+                .is_some_and(|(held, _)| Arc::ptr_eq(held, &analysis) || **held == *analysis)
+        {
+            return Ok(Some(frame));
+        }
+        let Decision::Approval(needed) = self.policy.decide(&analysis) else {
+            return Ok(Some(frame));
+        };
+        let base = crate::approval::ApprovalRequest {
+            id: approval::new_id(),
+            seq: self.audit.next_seq(),
+            ..base
+        };
+        let request = approval::request(&needed, &analysis, sql, base);
+        let hold = self.ctx.approval_hold;
+        if needed.mode == crate::policy::ApprovalMode::Hold && needed.auto_approved_by.is_none() {
+            approval::hold_notice(&mut self.to_client, &request.id, hold);
+        }
+        self.approval_future = Some(approval::resolve(client, request, hold));
+        self.approving = Some(approval::Held { frame, analysis });
+        Ok(None)
     }
 
     fn statement(&self, name: &str) -> Arc<PreparedStatement> {

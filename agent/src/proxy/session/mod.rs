@@ -8,6 +8,7 @@
 //! replaces that error with its own ErrorResponse naming the rule. Client and server state stay
 //! exactly in step.
 
+mod approval;
 mod from_client;
 mod from_server;
 
@@ -66,6 +67,15 @@ enum Flow {
 /// a peer that does not read cannot make the agent buffer without limit.
 pub const BACKPRESSURE: usize = 256 * 1024;
 
+/// The collector's answer for a held statement (pending forever when none is awaited; the
+/// select branch is disabled then).
+async fn approval_outcome(future: &mut Option<approval::Resolving>) -> approval::Resolution {
+    match future.as_mut() {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One step of sending `buf`: writes some of it, or when it is empty, flushes (over TLS the
 /// last records can sit in the session's buffer after a write, until flushed). Cancel-safe: a
 /// write either happened (and says how much) or did not.
@@ -114,6 +124,14 @@ pub struct Session<'a> {
     /// The server address, when clients were given agent cancel keys: NotificationResponse
     /// process ids of the agent's sessions there are then translated to the agent's ids.
     upstream_addr: Option<std::net::SocketAddr>,
+    /// A statement held for approval; nothing more is read from the client meanwhile.
+    approving: Option<approval::Held>,
+    /// The collector's answer for it, being awaited.
+    approval_future: Option<approval::Resolving>,
+    /// An answer for a held statement, taken when the statement is handled again.
+    resolved: Option<(Arc<crate::policy::Analysis>, approval::Resolution)>,
+    /// What every approval request of this session carries (id, statement and scope aside).
+    approval_base: Option<crate::approval::ApprovalRequest>,
     /// When the session must end, and why ([`Session::end_at`]).
     deadline: Option<(tokio::time::Instant, String)>,
     /// Statements decided.
@@ -156,6 +174,10 @@ impl<'a> Session<'a> {
             function_names: HashMap::new(),
             upstream_addr: None,
             deadline: None,
+            approving: None,
+            approval_future: None,
+            resolved: None,
+            approval_base: None,
             statements_seen: 0,
             statements_denied: 0,
         }
@@ -178,6 +200,12 @@ impl<'a> Session<'a> {
         if self.deadline.as_ref().is_none_or(|(d, _)| when < *d) {
             self.deadline = Some((when, what));
         }
+    }
+
+    /// Sets what this session's approval requests carry: session, host, identity, target,
+    /// database and hold timeout.
+    pub fn set_approval_base(&mut self, base: crate::approval::ApprovalRequest) {
+        self.approval_base = Some(base);
     }
 
     /// The audit trail, to record the session's end.
@@ -253,6 +281,16 @@ impl<'a> Session<'a> {
                     }
                 }
                 () = self.audit.drain(), if audit_waiting => {}
+                resolution = approval_outcome(&mut self.approval_future), if self.approval_future.is_some() => {
+                    self.approval_future = None;
+                    if let Some(held) = self.approving.take() {
+                        self.resolved = Some((held.analysis, resolution));
+                        if let Flow::Stop(end) = self.client_frame(Some(Ok(held.frame)))? {
+                            self.finish(end, client, upstream).await?;
+                            return Ok(end);
+                        }
+                    }
+                }
                 () = tokio::time::sleep_until(deadline), if self.deadline.is_some() => {
                     let what = self.deadline.take().map(|(_, w)| w).unwrap_or_default();
                     return Err(ProxyError::Expired { what });
@@ -273,7 +311,10 @@ impl<'a> Session<'a> {
     /// name, while [`BACKPRESSURE`] bytes wait to go to the server, or while the session's audit
     /// events wait for room on the queue.
     fn may_read_client(&self) -> bool {
-        self.held.is_none() && self.to_server.len() < BACKPRESSURE && !self.audit.has_backlog()
+        self.held.is_none()
+            && self.approving.is_none()
+            && self.to_server.len() < BACKPRESSURE
+            && !self.audit.has_backlog()
     }
 
     /// Whether to read more from the server: not while [`BACKPRESSURE`] bytes wait to go to the
