@@ -1,10 +1,12 @@
 //! jitgate-agent: the runner-host daemon. Kernel redirect ([`bpf`]), workload identity
 //! ([`identity`]), PostgreSQL interception ([`pgwire`], [`proxy`]), statement policy ([`policy`]),
-//! result masking ([`masking`]) and audit delivery ([`audit`]).
+//! result masking ([`masking`]), upstream credentials ([`credentials`]) and audit delivery
+//! ([`audit`]).
 
 pub mod audit;
 pub mod bpf;
 pub mod config;
+pub mod credentials;
 pub mod identity;
 pub mod masking;
 pub mod pgwire;

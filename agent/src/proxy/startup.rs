@@ -23,7 +23,7 @@ use super::cancel::{self, CancelTarget};
 use super::negotiate::{BoxWrite, Negotiated, negotiate, write_flushed};
 use super::session::{Client, Session};
 use super::upstream::{self, Login};
-use super::{Context, ProxyError, Target};
+use super::{Context, ProxyError, Target, UpstreamCredential};
 use crate::audit::SessionAudit;
 use crate::bpf::SockAddrExt as _;
 use crate::identity::{WorkloadIdentity, process};
@@ -220,31 +220,33 @@ async fn serve_inner(
         }
     };
 
-    let mut upstream = match connect_upstream(ctx, target, &startup, original).await {
-        Ok(u) => u,
-        Err(e) => {
-            let refusal = match &e {
-                ProxyError::UpstreamRefused { fields } => Refusal {
-                    sqlstate: fields.sqlstate().unwrap_or("08006").to_owned(),
-                    message: format!(
-                        "jitgate: the server refused the session: {}",
-                        fields.message().unwrap_or("")
-                    ),
-                    hint: None,
-                },
-                other => Refusal {
-                    sqlstate: "08006".into(),
-                    message: format!(
-                        "jitgate: cannot open the upstream session for {}: {other}",
-                        target.config.name
-                    ),
-                    hint: None,
-                },
-            };
-            refuse(&mut writer, audit, Some(&info), refusal).await;
-            return Ok(());
-        }
-    };
+    let session_id = audit.session_id().to_owned();
+    let mut upstream =
+        match connect_upstream(ctx, target, &startup, original, &identity, &session_id).await {
+            Ok(u) => u,
+            Err(e) => {
+                let refusal = match &e {
+                    ProxyError::UpstreamRefused { fields } => Refusal {
+                        sqlstate: fields.sqlstate().unwrap_or("08006").to_owned(),
+                        message: format!(
+                            "jitgate: the server refused the session: {}",
+                            fields.message().unwrap_or("")
+                        ),
+                        hint: None,
+                    },
+                    other => Refusal {
+                        sqlstate: "08006".into(),
+                        message: format!(
+                            "jitgate: cannot open the upstream session for {}: {other}",
+                            target.config.name
+                        ),
+                        hint: None,
+                    },
+                };
+                refuse(&mut writer, audit, Some(&info), refusal).await;
+                return Ok(());
+            }
+        };
 
     if let Some(bad) = pinned_violation(&upstream.startup_frames) {
         let refusal = Refusal {
@@ -333,7 +335,7 @@ async fn serve_inner(
         target: format!("{} ({original})", target.config.name),
         database: startup.database().unwrap_or_default().to_owned(),
         user: startup.user().unwrap_or_default().to_owned(),
-        upstream_user: target.config.upstream_user.clone(),
+        upstream_user: upstream.role.clone(),
         client_addr: peer.to_string(),
     }));
     tracing::info!(identity = %identity.label(), target = %target.config.name, "session started");
@@ -438,13 +440,20 @@ async fn identify(
     ctx.validator.validate(&found.token)
 }
 
+/// Logs in upstream for the session: as the target's static role, or as a role made for this
+/// session (`session_id`, until `identity`'s token expires at the latest) whose [`RoleLease`]
+/// rides on the returned connection, so the role is dropped whichever way the session ends.
+///
+/// [`RoleLease`]: crate::credentials::RoleLease
 async fn connect_upstream(
     ctx: &Context,
     target: &Target,
     startup: &StartupMessage,
     addr: SocketAddr,
+    identity: &WorkloadIdentity,
+    session_id: &str,
 ) -> Result<upstream::Upstream, ProxyError> {
-    // Parameters the client chose are kept, except who it is (the role is the target's) and the
+    // Parameters the client chose are kept, except who it is (the role is the agent's) and the
     // settings the agent's SQL analysis depends on, which it pins (policy::integrity).
     let mut params: Vec<(&str, &str)> = startup
         .params
@@ -454,17 +463,39 @@ async fn connect_upstream(
         })
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    let database = startup.database().unwrap_or("postgres");
     if startup.get("database").is_none() {
-        params.push(("database", startup.database().unwrap_or("postgres")));
+        params.push(("database", database));
     }
     // Startup-packet settings are applied after `options`, so these win over `-c` switches.
     params.extend(integrity::PINNED_SETTINGS);
-    let login = Login {
-        addr,
-        user: &target.config.upstream_user,
-        password: &target.password,
-        params,
-        tls: target.upstream_tls.clone(),
-    };
-    upstream::connect(login, ctx.max_message).await
+    match &target.credential {
+        UpstreamCredential::Static { user, password } => {
+            let login = Login {
+                addr,
+                user,
+                password,
+                params,
+                tls: target.upstream_tls.clone(),
+            };
+            upstream::connect(login, ctx.max_message).await
+        }
+        UpstreamCredential::Dynamic(broker) => {
+            let lease = broker
+                .issue(addr, database, session_id, identity.expires_at)
+                .await?;
+            let login = Login {
+                addr,
+                user: lease.role(),
+                password: lease.password(),
+                params,
+                tls: target.upstream_tls.clone(),
+            };
+            // On failure the lease is dropped here, and the role with it.
+            let mut upstream = upstream::connect(login, ctx.max_message).await?;
+            upstream.valid_until = Some(lease.valid_until());
+            upstream.lease = Some(lease);
+            Ok(upstream)
+        }
+    }
 }
