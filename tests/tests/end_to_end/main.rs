@@ -5,6 +5,7 @@
 
 mod audit;
 mod connection;
+mod credentials;
 mod identity;
 mod masking;
 mod policy;
