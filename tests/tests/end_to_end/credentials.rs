@@ -22,6 +22,7 @@ fn session_roles(stack: &Stack) -> Vec<String> {
         )
         .expect("superuser query")
         .lines()
+        .filter(|l| !l.trim().is_empty())
         .map(str::to_owned)
         .collect()
 }
@@ -64,8 +65,14 @@ fn each_session_runs_as_its_own_role_which_is_dropped_when_it_ends() {
     let fields = wait_for_one_role(&stack);
     let role = fields[0].clone();
     assert!(role.starts_with("jitgate_"), "{fields:?}");
-    assert_eq!(fields[1], "true", "VALID UNTIL is in the future: {fields:?}");
-    assert_eq!(fields[2], "true", "VALID UNTIL within max_session: {fields:?}");
+    assert_eq!(
+        fields[1], "true",
+        "VALID UNTIL is in the future: {fields:?}"
+    );
+    assert_eq!(
+        fields[2], "true",
+        "VALID UNTIL within max_session: {fields:?}"
+    );
     let comment = &fields[3];
     assert!(comment.starts_with("jitgate:v1 {"), "{comment}");
     let marker: Value = serde_json::from_str(&comment["jitgate:v1 ".len()..]).expect("JSON");
@@ -117,10 +124,7 @@ fn each_session_runs_as_its_own_role_which_is_dropped_when_it_ends() {
         .lines()
         .find(|l| l.contains(&format!("CREATE ROLE \"{role}\"")))
         .expect("the CREATE ROLE is in the server log");
-    assert!(
-        create.contains("PASSWORD 'SCRAM-SHA-256$4096:"),
-        "{create}"
-    );
+    assert!(create.contains("PASSWORD 'SCRAM-SHA-256$4096:"), "{create}");
     assert!(create.contains("CONNECTION LIMIT 1"), "{create}");
     assert!(log.contains(&format!("DROP ROLE \"{role}\"")));
 
@@ -149,7 +153,12 @@ fn a_session_role_has_only_what_its_granted_role_has() {
         )
         .expect("psql runs");
     assert!(out.status.success(), "{}", describe(&out));
-    assert_eq!(text(&out.stdout).trim(), "f|f|f|f|f|t|f|20", "{}", describe(&out));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "f|f|f|f|f|t|f|20",
+        "{}",
+        describe(&out)
+    );
 
     // What the granted role cannot do, the session cannot either.
     let out = stack
@@ -253,9 +262,27 @@ fn the_reaper_removes_the_roles_of_a_killed_agent_and_nothing_else() {
     for kept in [CI_ROLE, BROKER_ROLE, "jitgate_by_hand", "other_role"] {
         assert!(role_exists(&stack, kept), "the reaper removed {kept}");
     }
-    let log = std::fs::read_to_string(stack.dir.path().join("agent-restarted.log"))
-        .unwrap_or_default();
-    assert!(log.contains("reaper removed a session role"), "{log}");
+    // The role is gone a moment before the reaper logs it.
+    let log_path = stack.dir.path().join("agent-restarted.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("reaper removed a session role") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reaper line in the new agent's log:\n{log}\nserver log:\n{}",
+            stack
+                .pg
+                .server_log()
+                .lines()
+                .filter(|l| l.contains(&role) || l.contains("jitgate_broker"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The new agent serves.
     let out = stack.psql("SELECT 1", true).expect("psql runs");
     assert!(out.status.success(), "{}", describe(&out));
