@@ -324,3 +324,25 @@ fn static_credentials_still_work() {
     assert_eq!(text(&out.stdout).trim(), CI_ROLE);
     assert!(session_roles(&stack).is_empty());
 }
+
+#[test]
+fn a_role_the_broker_cannot_create_refuses_the_session_clearly() {
+    let Some(stack) = stack() else { return };
+    stack
+        .pg
+        .psql_superuser(&format!("ALTER ROLE {BROKER_ROLE} NOCREATEROLE;"))
+        .expect("superuser query");
+    let out = stack.psql("SELECT 1", true).expect("psql runs");
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("create the session's role") && stderr.contains("SQLSTATE 42501"),
+        "{}",
+        describe(&out)
+    );
+    assert!(session_roles(&stack).is_empty(), "nothing left behind");
+    assert!(
+        !stack.pg.server_log().contains("SELECT 1"),
+        "the job's statement never reached the server"
+    );
+}
