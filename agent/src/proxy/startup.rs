@@ -1,6 +1,7 @@
 //! A new client connection up to the relay: the kernel's record of who connected and where to
 //! (looked up by the client's address), the StartupMessage (SSLRequest and GSSENCRequest are
-//! answered 'N'), the workload identity, the upstream connection, and the handover to the
+//! answered 'N'), the workload identity, the upstream connection (for a dynamic target as a role
+//! made for the session, [`crate::credentials`]), and the handover to the
 //! client (AuthenticationOk, the server's ParameterStatus, the agent's own BackendKeyData from
 //! [`super::cancel`], ReadyForQuery). A CancelRequest is handed to [`super::cancel::route`].
 //!
@@ -221,32 +222,32 @@ async fn serve_inner(
     };
 
     let session_id = audit.session_id().to_owned();
-    let mut upstream =
-        match connect_upstream(ctx, target, &startup, original, &identity, &session_id).await {
-            Ok(u) => u,
-            Err(e) => {
-                let refusal = match &e {
-                    ProxyError::UpstreamRefused { fields } => Refusal {
-                        sqlstate: fields.sqlstate().unwrap_or("08006").to_owned(),
-                        message: format!(
-                            "jitgate: the server refused the session: {}",
-                            fields.message().unwrap_or("")
-                        ),
-                        hint: None,
-                    },
-                    other => Refusal {
-                        sqlstate: "08006".into(),
-                        message: format!(
-                            "jitgate: cannot open the upstream session for {}: {other}",
-                            target.config.name
-                        ),
-                        hint: None,
-                    },
-                };
-                refuse(&mut writer, audit, Some(&info), refusal).await;
-                return Ok(());
-            }
-        };
+    let login = connect_upstream(ctx, target, &startup, original, &identity, &session_id);
+    let mut upstream = match login.await {
+        Ok(u) => u,
+        Err(e) => {
+            let refusal = match &e {
+                ProxyError::UpstreamRefused { fields } => Refusal {
+                    sqlstate: fields.sqlstate().unwrap_or("08006").to_owned(),
+                    message: format!(
+                        "jitgate: the server refused the session: {}",
+                        fields.message().unwrap_or("")
+                    ),
+                    hint: None,
+                },
+                other => Refusal {
+                    sqlstate: "08006".into(),
+                    message: format!(
+                        "jitgate: cannot open the upstream session for {}: {other}",
+                        target.config.name
+                    ),
+                    hint: None,
+                },
+            };
+            refuse(&mut writer, audit, Some(&info), refusal).await;
+            return Ok(());
+        }
+    };
 
     if let Some(bad) = pinned_violation(&upstream.startup_frames) {
         let refusal = Refusal {
