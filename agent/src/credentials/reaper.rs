@@ -127,3 +127,85 @@ impl Broker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::broker::BrokerSetup;
+    use crate::credentials::marker::AgentInstance;
+    use crate::credentials::{DynamicSettings, LiveRoles, OnEnd};
+
+    fn broker() -> Broker {
+        Broker::new(BrokerSetup {
+            target: "shop".into(),
+            addr: "127.0.0.1:5432".parse().expect("addr"),
+            settings: DynamicSettings {
+                broker_user: "broker".into(),
+                broker_password_file: "/dev/null".into(),
+                broker_database: "postgres".into(),
+                grant_roles: vec!["ci".into()],
+                role_prefix: "jitgate_".into(),
+                max_session: Duration::from_secs(3600),
+                on_end: OnEnd::DropOwned,
+                reassign_to: None,
+            },
+            password: String::new(),
+            tls: None,
+            max_message: 1 << 20,
+            agent: Arc::new(AgentInstance::current("runner-1")),
+            live: Arc::new(LiveRoles::default()),
+        })
+    }
+
+    fn comment(broker: &Broker, host: &str, instance: &str, pid: u32) -> String {
+        RoleMarker {
+            host: host.into(),
+            agent_pid: pid,
+            boot_id: broker.agent.boot_id.clone(),
+            instance: instance.into(),
+            session: "s".into(),
+            database: "shop".into(),
+            expires: "2000-01-01 00:00:00+00".into(),
+        }
+        .to_comment()
+    }
+
+    #[test]
+    fn only_marked_roles_with_the_prefix_are_ever_taken() {
+        let b = broker();
+        let ours = comment(&b, "runner-1", &b.agent.instance.clone(), b.agent.pid);
+        assert_eq!(b.reap_reason("other_x", &ours, true), None, "no prefix");
+        assert_eq!(
+            b.reap_reason("jitgate_x", "by hand", true),
+            None,
+            "no marker"
+        );
+        assert_eq!(b.reap_reason("jitgate_x", "", true), None, "no comment");
+    }
+
+    #[test]
+    fn this_host_s_orphans_and_any_expired_role_are_taken() {
+        let b = broker();
+        let instance = b.agent.instance.clone();
+        let ours = comment(&b, "runner-1", &instance, b.agent.pid);
+        assert_eq!(
+            b.reap_reason("jitgate_a", &ours, false),
+            Some(Reason::Orphaned)
+        );
+        b.live.insert("jitgate_a", "shop", "shop");
+        assert_eq!(b.reap_reason("jitgate_a", &ours, true), None, "live");
+        // An earlier agent on this host, its pid gone (pid u32::MAX cannot exist).
+        let crashed = comment(&b, "runner-1", "old", u32::MAX);
+        assert_eq!(
+            b.reap_reason("jitgate_b", &crashed, false),
+            Some(Reason::Orphaned)
+        );
+        // Another host's role: only once expired.
+        let remote = comment(&b, "runner-2", "x", 1);
+        assert_eq!(b.reap_reason("jitgate_c", &remote, false), None);
+        assert_eq!(
+            b.reap_reason("jitgate_c", &remote, true),
+            Some(Reason::Expired)
+        );
+    }
+}

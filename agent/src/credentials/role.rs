@@ -131,6 +131,7 @@ impl Broker {
         })?;
         // Live before it exists, so the reaper never takes it.
         self.live.insert(&role, &self.target, database);
+        let started = std::time::Instant::now();
         let created = tokio::time::timeout(
             CREATE_TIMEOUT,
             self.query(addr, database, &create, "create the session's role"),
@@ -145,7 +146,7 @@ impl Broker {
             self.live.remove(&role);
             return Err(e);
         }
-        tracing::debug!(%role, until = %marker.expires, "session role created");
+        tracing::debug!(%role, until = %marker.expires, elapsed = ?started.elapsed(), "session role created");
         Ok(RoleLease {
             broker: self.clone(),
             role,
