@@ -109,7 +109,9 @@ impl Broker {
 
     async fn reap_one(&self, name: &str, database: &str) -> Result<(), CredentialError> {
         let attempt = |db: String| async move {
-            tokio::time::timeout(DROP_TIMEOUT, self.drop_role(name, &db, self.addr))
+            // Nobody will end these sessions: terminated at once.
+            let dropping = self.drop_role(name, &db, self.addr, Duration::ZERO);
+            tokio::time::timeout(DROP_TIMEOUT, dropping)
                 .await
                 .unwrap_or(Err(CredentialError::Timeout {
                     what: "removing a session role",

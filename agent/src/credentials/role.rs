@@ -15,6 +15,9 @@ pub const CREATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long dropping a role (terminating its backends, its objects, the role) may take; then it
 /// is left to the reaper.
 pub const DROP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a finished session's backend gets to exit by itself (its connection is closed and a
+/// query it was running has been cancelled) before it is terminated.
+pub const EXIT_GRACE: Duration = Duration::from_secs(3);
 /// Shortest grant worth starting a session for.
 const MIN_GRANT: Duration = Duration::from_secs(5);
 
@@ -175,13 +178,13 @@ impl Broker {
         };
         let broker = self.clone();
         let task = async move {
-            let result =
-                tokio::time::timeout(DROP_TIMEOUT, broker.drop_role(&role, &database, addr))
-                    .await
-                    .unwrap_or(Err(CredentialError::Timeout {
-                        what: "dropping the session's role",
-                        after: DROP_TIMEOUT,
-                    }));
+            let dropping = broker.drop_role(&role, &database, addr, EXIT_GRACE);
+            let result = tokio::time::timeout(DROP_TIMEOUT, dropping)
+                .await
+                .unwrap_or(Err(CredentialError::Timeout {
+                    what: "dropping the session's role",
+                    after: DROP_TIMEOUT,
+                }));
             match result {
                 Ok(()) => tracing::debug!(%role, "session role dropped"),
                 Err(e) => {
@@ -193,14 +196,28 @@ impl Broker {
         self.drops.spawn_on(task, &runtime);
     }
 
-    /// Terminates `role`'s backends, then `[REASSIGN OWNED]`, `DROP OWNED`, `DROP ROLE` in
-    /// `database` per `on_end` ([`sql::drop_role`]).
+    /// Waits up to `grace` for `role`'s backends to exit by themselves, terminates those left,
+    /// then `[REASSIGN OWNED]`, `DROP OWNED`, `DROP ROLE` in `database` per `on_end`
+    /// ([`sql::drop_role`]).
     pub async fn drop_role(
         &self,
         role: &str,
         database: &str,
         addr: SocketAddr,
+        grace: Duration,
     ) -> Result<(), CredentialError> {
+        let deadline = tokio::time::Instant::now() + grace;
+        let count = sql::count_backends(role)?;
+        while tokio::time::Instant::now() < deadline {
+            let rows = self
+                .query(addr, database, &count, "count the role's sessions")
+                .await?;
+            let left = rows.first().and_then(|r| r.first().cloned().flatten());
+            if left.as_deref() == Some("0") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         self.query(
             addr,
             database,

@@ -63,6 +63,14 @@ pub fn create_role(role: &NewRole<'_>) -> Result<String, CredentialError> {
     ))
 }
 
+/// How many backends are logged in as `name` (one row).
+pub fn count_backends(name: &str) -> Result<String, CredentialError> {
+    Ok(format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = {};",
+        literal(name)?
+    ))
+}
+
 /// Ends the backends logged in as `name`, waiting up to 5 s for each to exit
 /// (`pg_terminate_backend(pid, timeout)`, PostgreSQL 14+; docs 9.27.2 "Server Signaling
 /// Functions"). Returns one row: how many were signalled.
