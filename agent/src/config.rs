@@ -32,10 +32,19 @@
 //! [[targets]]
 //! name = "shop"
 //! address = "db.internal:5432"      # hostnames are resolved by the agent at start
-//! upstream_user = "jitgate_ci"
-//! upstream_password_file = "/etc/jitgate/shop.password"
+//! # credentials = "dynamic" (the default): a role made for each session through the broker
+//! broker_user = "jitgate_broker"    # a role with CREATEROLE
+//! broker_password_file = "/etc/jitgate/shop-broker.password"  # root-owned, mode 0600
+//! grant_roles = ["ci_reader"]       # what each session role is a member of, and nothing else
 //! masks = [{ column = "public.customers.email", strategy = "partial", keep_last = 12 }]
 //! accept_token_password = false     # true: a client may send its token as the password
+//!
+//! [[targets]]
+//! name = "legacy"
+//! address = "10.0.0.7:5432"
+//! credentials = "static"            # a fixed role, for servers that cannot do dynamic roles
+//! upstream_user = "jitgate_ci"
+//! upstream_password_file = "/etc/jitgate/legacy.password"
 //!
 //! [policy]
 //! file = "/etc/jitgate/policy.cedar"  # Cedar policies (docs/policy.md)
@@ -62,6 +71,20 @@
 //! refused with 28000 until keys arrive), cached, and refreshed when a token names an unknown
 //! `kid`, at most once per `jwks_refresh_min_interval_secs`; when the issuer is unreachable the
 //! cached keys stay in use.
+//!
+//! Upstream credential keys of a target ([`crate::credentials`]):
+//!
+//! - `credentials`: `"dynamic"` (default) or `"static"`.
+//! - dynamic: `broker_user` and `broker_password_file` (both required; the file must be owned
+//!   by root with mode 0600 or 0400, else the agent does not start); `grant_roles` (required,
+//!   at least one role); `role_prefix` (default `"jitgate_"`, 1–31 of `a-z 0-9 _`); `max_session`
+//!   (the longest a session's role may log in, seconds or `"1h"`/`"90m"`/`"1h30m"`, default 1 h,
+//!   always capped by the token's `exp`); `on_end` (`"drop_owned"`, default, or
+//!   `"reassign_owned"` with `reassign_to`, a role the broker is a member of); `broker_database`
+//!   (database the reaper lists roles from, default `"postgres"`).
+//! - static: `upstream_user` and exactly one of `upstream_password_file`, `upstream_password`.
+//!
+//! Keys of the other mode are rejected, as are unknown keys.
 
 use std::net::{SocketAddrV4, SocketAddrV6};
 use std::path::{Path, PathBuf};
@@ -69,6 +92,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::credentials::{self, CredentialMode, DynamicSettings, MaxSession, OnEnd};
 use crate::identity::sources::TokenSource;
 use crate::masking::MaskStrategy;
 use crate::tls::upstream::UpstreamTlsMode;
@@ -278,14 +302,42 @@ pub struct TargetConfig {
     pub name: String,
     /// `host:port`; every address the host resolves to is protected.
     pub address: String,
-    /// Role the agent authenticates upstream as.
-    pub upstream_user: String,
-    /// Its password, inline (prefer `upstream_password_file`).
+    /// `dynamic` (default): a role per session through the broker; `static`: `upstream_user`.
+    #[serde(default)]
+    pub credentials: CredentialMode,
+    /// Static: the role the agent authenticates upstream as.
+    #[serde(default)]
+    pub upstream_user: Option<String>,
+    /// Static: its password, inline (prefer `upstream_password_file`).
     #[serde(default)]
     pub upstream_password: Option<String>,
-    /// File holding the password (first line).
+    /// Static: file holding the password (first line).
     #[serde(default)]
     pub upstream_password_file: Option<PathBuf>,
+    /// Dynamic: the role that creates and drops session roles (CREATEROLE).
+    #[serde(default)]
+    pub broker_user: Option<String>,
+    /// Dynamic: file holding its password (first line); owned by root, mode 0600 or 0400.
+    #[serde(default)]
+    pub broker_password_file: Option<PathBuf>,
+    /// Dynamic: database the reaper lists roles from (default `postgres`).
+    #[serde(default)]
+    pub broker_database: Option<String>,
+    /// Dynamic: roles every session role is made a member of.
+    #[serde(default)]
+    pub grant_roles: Vec<String>,
+    /// Dynamic: start of session role names (default `jitgate_`).
+    #[serde(default)]
+    pub role_prefix: Option<String>,
+    /// Dynamic: longest life of a session role (default 1 h; capped by the token's `exp`).
+    #[serde(default)]
+    pub max_session: Option<MaxSession>,
+    /// Dynamic: `drop_owned` (default) or `reassign_owned` the session role's objects at its end.
+    #[serde(default)]
+    pub on_end: Option<OnEnd>,
+    /// Dynamic, with `on_end = "reassign_owned"`: the objects' new owner.
+    #[serde(default)]
+    pub reassign_to: Option<String>,
     /// Columns masked in results.
     #[serde(default)]
     pub masks: Vec<MaskConfig>,
@@ -314,8 +366,127 @@ impl TargetConfig {
     }
 }
 
+/// A target's upstream credential, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetCredential {
+    /// A fixed role; its password from [`TargetConfig::password`].
+    Static {
+        /// `upstream_user`.
+        user: String,
+    },
+    /// A role per session.
+    Dynamic(DynamicSettings),
+}
+
 impl TargetConfig {
-    /// The upstream password from `upstream_password` or `upstream_password_file`.
+    fn invalid(&self, what: impl std::fmt::Display) -> ConfigError {
+        ConfigError::Invalid {
+            what: format!("target {:?}: {what}", self.name),
+        }
+    }
+
+    /// The credential settings, checked: the keys of the target's mode are complete and no key
+    /// of the other mode is set.
+    pub fn credential(&self) -> Result<TargetCredential, ConfigError> {
+        let dynamic_keys = [
+            ("broker_user", self.broker_user.is_some()),
+            ("broker_password_file", self.broker_password_file.is_some()),
+            ("broker_database", self.broker_database.is_some()),
+            ("grant_roles", !self.grant_roles.is_empty()),
+            ("role_prefix", self.role_prefix.is_some()),
+            ("max_session", self.max_session.is_some()),
+            ("on_end", self.on_end.is_some()),
+            ("reassign_to", self.reassign_to.is_some()),
+        ];
+        let static_keys = [
+            ("upstream_user", self.upstream_user.is_some()),
+            ("upstream_password", self.upstream_password.is_some()),
+            (
+                "upstream_password_file",
+                self.upstream_password_file.is_some(),
+            ),
+        ];
+        let set = |keys: &[(&'static str, bool)]| -> Vec<&'static str> {
+            keys.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+        };
+        match self.credentials {
+            CredentialMode::Static => {
+                if let Some(key) = set(&dynamic_keys).first() {
+                    return Err(self.invalid(format!(
+                        "{key} applies to credentials = \"dynamic\" only, but this target is static"
+                    )));
+                }
+                let user = self
+                    .upstream_user
+                    .clone()
+                    .ok_or_else(|| self.invalid("credentials = \"static\" needs upstream_user"))?;
+                Ok(TargetCredential::Static { user })
+            }
+            CredentialMode::Dynamic => {
+                let (Some(broker_user), Some(broker_password_file)) =
+                    (&self.broker_user, &self.broker_password_file)
+                else {
+                    return Err(self.invalid(
+                        "credentials = \"dynamic\" (the default) needs broker_user and \
+                         broker_password_file (a role with CREATEROLE and its root-only password \
+                         file); set credentials = \"static\" to log in as upstream_user instead",
+                    ));
+                };
+                if let Some(key) = set(&static_keys).first() {
+                    return Err(self.invalid(format!(
+                        "{key} applies to credentials = \"static\" only; a dynamic target logs in \
+                         as a role made for each session"
+                    )));
+                }
+                if self.grant_roles.is_empty() {
+                    return Err(self.invalid(
+                        "grant_roles must name at least one role for the session roles to be members of",
+                    ));
+                }
+                let role_prefix = self
+                    .role_prefix
+                    .clone()
+                    .unwrap_or_else(|| "jitgate_".into());
+                if !credentials::valid_prefix(&role_prefix) {
+                    return Err(self.invalid(format!(
+                        "role_prefix {role_prefix:?} must be 1 to {} of a-z, 0-9 and _, not starting with a digit",
+                        credentials::MAX_PREFIX
+                    )));
+                }
+                let max_session = self.max_session.unwrap_or_default().0;
+                if max_session.as_secs() < 10 {
+                    return Err(self.invalid("max_session must be at least 10 seconds"));
+                }
+                let on_end = self.on_end.unwrap_or_default();
+                match (on_end, &self.reassign_to) {
+                    (OnEnd::ReassignOwned, None) => {
+                        return Err(self.invalid("on_end = \"reassign_owned\" needs reassign_to"));
+                    }
+                    (OnEnd::DropOwned, Some(_)) => {
+                        return Err(
+                            self.invalid("reassign_to applies to on_end = \"reassign_owned\" only")
+                        );
+                    }
+                    _ => {}
+                }
+                Ok(TargetCredential::Dynamic(DynamicSettings {
+                    broker_user: broker_user.clone(),
+                    broker_password_file: broker_password_file.clone(),
+                    broker_database: self
+                        .broker_database
+                        .clone()
+                        .unwrap_or_else(|| "postgres".into()),
+                    grant_roles: self.grant_roles.clone(),
+                    role_prefix,
+                    max_session,
+                    on_end,
+                    reassign_to: self.reassign_to.clone(),
+                }))
+            }
+        }
+    }
+
+    /// The static upstream password from `upstream_password` or `upstream_password_file`.
     pub fn password(&self) -> Result<String, ConfigError> {
         match (&self.upstream_password, &self.upstream_password_file) {
             (Some(p), None) => Ok(p.clone()),
@@ -386,7 +557,9 @@ impl Config {
         }
         self.check_identity()?;
         for target in &self.targets {
-            target.password()?;
+            if let TargetCredential::Static { .. } = target.credential()? {
+                target.password()?;
+            }
             for mask in &target.masks {
                 if mask.column.split('.').count() != 3 {
                     return Err(ConfigError::Invalid {
@@ -478,8 +651,9 @@ jwks_file = "/etc/jitgate/jwks.json"
 [[targets]]
 name = "shop"
 address = "127.0.0.1:5432"
-upstream_user = "jitgate_ci"
-upstream_password = "secret"
+broker_user = "jitgate_broker"
+broker_password_file = "/etc/jitgate/broker.password"
+grant_roles = ["ci_reader"]
 masks = [
   { column = "public.customers.email", strategy = "partial", keep_first = 1 },
   { column = "public.customers.card_number", strategy = "redact" },
@@ -600,5 +774,66 @@ file = "/etc/jitgate/policy.cedar"
         );
         let config: Config = toml::from_str(&zero).expect("parses");
         assert!(config.check().is_err());
+    }
+
+    fn target_with(keys: &str) -> Result<TargetCredential, ConfigError> {
+        let text = EXAMPLE.replace(
+            "broker_user = \"jitgate_broker\"\nbroker_password_file = \"/etc/jitgate/broker.password\"\ngrant_roles = [\"ci_reader\"]\n",
+            keys,
+        );
+        let config: Config = toml::from_str(&text).expect("parses");
+        config.targets[0].credential()
+    }
+
+    #[test]
+    fn dynamic_is_the_default_with_documented_defaults() {
+        let config: Config = toml::from_str(EXAMPLE).expect("valid config");
+        let TargetCredential::Dynamic(settings) = config.targets[0].credential().expect("ok")
+        else {
+            panic!("dynamic expected");
+        };
+        assert_eq!(settings.role_prefix, "jitgate_");
+        assert_eq!(settings.max_session, std::time::Duration::from_secs(3600));
+        assert_eq!(settings.on_end, OnEnd::DropOwned);
+        assert_eq!(settings.broker_database, "postgres");
+        assert_eq!(settings.grant_roles, vec!["ci_reader".to_owned()]);
+    }
+
+    #[test]
+    fn a_target_without_broker_settings_needs_static() {
+        let err = target_with("upstream_user = \"ci\"\nupstream_password = \"x\"\n")
+            .expect_err("no broker");
+        assert!(
+            err.to_string().contains("credentials = \"static\""),
+            "{err}"
+        );
+        let ok = target_with(
+            "credentials = \"static\"\nupstream_user = \"ci\"\nupstream_password = \"x\"\n",
+        )
+        .expect("static");
+        assert_eq!(ok, TargetCredential::Static { user: "ci".into() });
+        let err = target_with(
+            "credentials = \"static\"\nupstream_user = \"ci\"\ngrant_roles = [\"r\"]\n",
+        )
+        .expect_err("mixed");
+        assert!(err.to_string().contains("grant_roles"), "{err}");
+    }
+
+    #[test]
+    fn dynamic_settings_are_checked() {
+        let base = "broker_user = \"b\"\nbroker_password_file = \"/f\"\n";
+        assert!(target_with(base).is_err(), "grant_roles required");
+        let with = |extra: &str| target_with(&format!("{base}grant_roles = [\"r\"]\n{extra}"));
+        assert!(with("").is_ok());
+        assert!(with("on_end = \"reassign_owned\"\n").is_err());
+        assert!(with("on_end = \"reassign_owned\"\nreassign_to = \"app\"\n").is_ok());
+        assert!(with("reassign_to = \"app\"\n").is_err());
+        assert!(with("role_prefix = \"Bad-\"\n").is_err());
+        assert!(with("max_session = \"5s\"\n").is_err());
+        let Ok(TargetCredential::Dynamic(s)) = with("max_session = \"1h30m\"\n") else {
+            panic!("dynamic expected");
+        };
+        assert_eq!(s.max_session.as_secs(), 5400);
+        assert!(with("upstream_user = \"ci\"\n").is_err());
     }
 }

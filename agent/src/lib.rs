@@ -1,12 +1,13 @@
 //! jitgate-agent: the runner-host daemon. Kernel redirect ([`bpf`]), workload identity
 //! ([`identity`]), PostgreSQL interception ([`pgwire`], [`proxy`]), statement policy ([`policy`]),
-//! result masking ([`masking`]), audit delivery ([`audit`]) and the collector's approvals
-//! ([`approval`]).
+//! result masking ([`masking`]), upstream credentials ([`credentials`]), audit delivery
+//! ([`audit`]) and the collector's approvals ([`approval`]).
 
 pub mod approval;
 pub mod audit;
 pub mod bpf;
 pub mod config;
+pub mod credentials;
 pub mod identity;
 pub mod masking;
 pub mod pgwire;

@@ -1,5 +1,6 @@
-//! `jitgate-agent run`: load the configuration, resolve targets, bind the loopback listeners,
-//! load and attach the kernel programs, then serve until SIGINT/SIGTERM. The kernel programs stay
+//! `jitgate-agent run`: load the configuration, resolve targets and load their credentials,
+//! bind the loopback listeners, load and attach the kernel programs, start the session-role
+//! reaper, then serve until SIGINT/SIGTERM (and drop the live session roles). The kernel programs stay
 //! attached (pinned) after the agent exits, so protected destinations fail closed while it is
 //! down; `jitgate-agent unload` removes them.
 
@@ -13,18 +14,25 @@ use tokio::net::TcpListener;
 
 use crate::audit::AuditSink;
 use crate::bpf::{RedirectConfig, Redirector};
-use crate::config::Config;
+use crate::config::{Config, TargetCredential};
+use crate::credentials::broker::BrokerSetup;
+use crate::credentials::{self, AgentInstance, Broker, LiveRoles, reaper};
 use crate::identity::{Identifier, Validator, http::HttpClient};
 use crate::policy::{Analyzer, PolicyEngine};
 use crate::proxy::cancel::CancelRegistry;
 use crate::proxy::upstream::UpstreamTls;
-use crate::proxy::{Context, Target};
+use crate::proxy::{Context, Target, UpstreamCredential};
 use crate::tls::{self, ca, ca::LocalCa, upstream::UpstreamTlsMode};
 use rustls::pki_types::ServerName;
 
-/// Resolves every target's address (hostnames through the system resolver) and prepares its TLS
-/// on both sides.
-fn resolve_targets(config: &Config) -> anyhow::Result<Vec<Target>> {
+/// How long a stopping agent waits for its live session roles to be dropped.
+const SHUTDOWN_DROP_LIMIT: Duration = Duration::from_secs(10);
+
+/// Resolves every target's address (hostnames through the system resolver), prepares its TLS
+/// on both sides and loads its upstream credential (a dynamic target's broker password file must
+/// be root's alone: [`credentials::secret::read_root_only`]).
+fn resolve_targets(config: &Config, agent: &Arc<AgentInstance>) -> anyhow::Result<Vec<Target>> {
+    let live = Arc::new(LiveRoles::default());
     let ca = match &config.agent.tls_ca_dir {
         Some(dir) => Some(
             LocalCa::load(&dir.join(ca::CA_CERT_FILE), &dir.join(ca::CA_KEY_FILE))
@@ -65,10 +73,31 @@ fn resolve_targets(config: &Config) -> anyhow::Result<Vec<Target>> {
                         })
                     })
                     .transpose()?;
+            let credential = match t.credential()? {
+                TargetCredential::Static { user } => UpstreamCredential::Static {
+                    user,
+                    password: t.password()?,
+                },
+                TargetCredential::Dynamic(settings) => {
+                    let password =
+                        credentials::secret::read_root_only(&settings.broker_password_file)
+                            .with_context(|| format!("target {}", t.name))?;
+                    UpstreamCredential::Dynamic(Arc::new(Broker::new(BrokerSetup {
+                        target: t.name.clone(),
+                        addr: addrs[0],
+                        settings,
+                        password,
+                        tls: upstream_tls.clone(),
+                        max_message: config.agent.max_message_bytes,
+                        agent: agent.clone(),
+                        live: live.clone(),
+                    })))
+                }
+            };
             Ok(Target {
                 config: t.clone(),
                 addrs: with_local_aliases(addrs),
-                password: t.password()?,
+                credential,
                 client_tls,
                 upstream_tls,
             })
@@ -100,7 +129,16 @@ fn with_local_aliases(mut addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
 /// Runs the agent with the configuration file at `path`.
 pub async fn run(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    let targets = resolve_targets(&config)?;
+    let host = config.agent.host_name.clone().unwrap_or_else(hostname);
+    let agent = Arc::new(AgentInstance::current(&host));
+    let targets = resolve_targets(&config, &agent)?;
+    let brokers: Vec<Arc<Broker>> = targets
+        .iter()
+        .filter_map(|t| match &t.credential {
+            UpstreamCredential::Dynamic(broker) => Some(broker.clone()),
+            UpstreamCredential::Static { .. } => None,
+        })
+        .collect();
     let http = HttpClient::new()
         .map_err(|e| anyhow::anyhow!("building the HTTP client for identity: {e}"))?;
     let validator = Validator::from_config(&config.issuers, &http)?;
@@ -162,8 +200,9 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     // Discovery issuers' first key fetch, in the background: the agent starts either way.
     identity.validator().prefetch();
 
-    let host = config.agent.host_name.clone().unwrap_or_else(hostname);
     let audit = AuditSink::spawn(config.agent.collector.clone(), host.clone());
+    // Session roles a crashed agent left behind go first, then expired ones every minute.
+    let reaper = (!brokers.is_empty()).then(|| tokio::spawn(reaper::run(brokers.clone())));
     let approvals = config
         .agent
         .collector
@@ -191,6 +230,12 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     println!("jitgate-agent ready on {listen_v4}");
 
     crate::proxy::listener::accept_loop(ctx, listeners, shutdown_signal()).await;
+    if let Some(reaper) = reaper {
+        reaper.abort();
+    }
+    for broker in &brokers {
+        broker.shutdown(SHUTDOWN_DROP_LIMIT).await;
+    }
     let left = audit.flush(Duration::from_secs(5)).await;
     if left > 0 {
         tracing::warn!(

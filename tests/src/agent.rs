@@ -22,6 +22,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AgentGuard {
     child: Option<ChildGuard>,
     bin: PathBuf,
+    config: PathBuf,
     pin_dir: PathBuf,
     listen: SocketAddrV4,
     log: PathBuf,
@@ -31,37 +32,54 @@ impl AgentGuard {
     /// Starts `bin run --config config`, logging stderr to `log`; `pin_dir` must be the config's
     /// `bpf_pin_dir` (removed on Drop).
     pub fn start(bin: &Path, config: &Path, pin_dir: &Path, log: &Path) -> anyhow::Result<Self> {
+        let mut guard = Self {
+            child: None,
+            bin: bin.to_owned(),
+            config: config.to_owned(),
+            pin_dir: pin_dir.to_owned(),
+            listen: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
+            log: log.to_owned(),
+        };
+        guard.spawn()?;
+        Ok(guard)
+    }
+
+    /// Starts a new agent process on the same configuration and pin directory in place of this
+    /// one, which is first killed with SIGKILL if it still runs (its pins stay: the new agent
+    /// replaces them). The new agent logs to `log`.
+    pub fn restart(&mut self, log: &Path) -> anyhow::Result<()> {
+        self.kill();
+        self.log = log.to_owned();
+        self.spawn()
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = &self.log;
         let stderr = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-        let mut command = Command::new(bin);
+        let mut command = Command::new(&self.bin);
         command
             .arg("run")
             .arg("--config")
-            .arg(config)
+            .arg(&self.config)
             .env("RUST_LOG", "info,jitgate_agent=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
         let mut child = ChildGuard::spawn(&mut command, "jitgate-agent")?;
         let stdout = child.child_mut().stdout.take().context("agent stdout")?;
-        let mut guard = Self {
-            child: Some(child),
-            bin: bin.to_owned(),
-            pin_dir: pin_dir.to_owned(),
-            listen: SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, 0),
-            log: log.to_owned(),
-        };
+        self.child = Some(child);
         let line = wait_for_line(stdout, READY_PREFIX, START_TIMEOUT).with_context(|| {
             format!(
                 "waiting for the agent to be ready; its log:\n{}",
                 std::fs::read_to_string(log).unwrap_or_default()
             )
         })?;
-        guard.listen = line
+        self.listen = line
             .trim()
             .trim_start_matches(READY_PREFIX)
             .parse()
             .with_context(|| format!("parsing the agent's ready line {line:?}"))?;
-        Ok(guard)
+        Ok(())
     }
 
     /// The agent's IPv4 listener.

@@ -3,6 +3,11 @@
 //! service-principal token), a runner cgroup and the agent protecting the database's real
 //! address. Jobs run inside the runner cgroup with real `psql`.
 //!
+//! By default the target uses dynamic credentials ([`Credentials::Dynamic`]): the agent's broker
+//! [`BROKER_ROLE`] (CREATEROLE, member of [`CI_ROLE`]) makes a role per session, member of
+//! [`CI_ROLE`] (which owns the shop tables), and at the session's end reassigns what it created
+//! to [`CI_ROLE`] and drops it. [`Credentials::Static`] logs in as [`CI_ROLE`] itself.
+//!
 //! Fields drop in declaration order: the agent stops (and its kernel programs are unloaded)
 //! before the cgroup, the collector and the server go.
 
@@ -31,8 +36,12 @@ pub const APP_ID: &str = "5a1e9c44-2b7d-4e1f-8a3c-6d9b0f2e4a71";
 pub const OBJECT_ID: &str = "c0ffee00-1234-4abc-9def-0123456789ab";
 /// Audience the agent accepts.
 pub const AUDIENCE: &str = "api://jitgate";
-/// The upstream role the agent authenticates as (SCRAM-SHA-256); owner of the shop tables.
+/// Owner of the shop tables: the role every session role is a member of (dynamic credentials),
+/// or the role the agent logs in as (static); it can log in with SCRAM-SHA-256 for direct
+/// comparisons.
 pub const CI_ROLE: &str = "jitgate_ci";
+/// The broker role of dynamic credentials: LOGIN CREATEROLE, member of [`CI_ROLE`].
+pub const BROKER_ROLE: &str = "jitgate_broker";
 /// The shop database.
 pub const SHOP_DB: &str = "shop";
 /// Deny rule id in the stack's config.
@@ -70,6 +79,40 @@ pub const DEFAULT_MASKS: [&str; 2] = [
     r#"{ column = "public.customers.card_number", strategy = "partial", keep_last = 4 }"#,
 ];
 
+/// The target's upstream credential in the stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Credentials {
+    /// `credentials = "dynamic"`, `grant_roles = [CI_ROLE]`, `on_end = "reassign_owned"` to
+    /// [`CI_ROLE`] (what a session creates outlives it, as with a static role).
+    #[default]
+    Dynamic,
+    /// Dynamic with `on_end = "drop_owned"`: what a session creates goes with its role.
+    DynamicDropOwned,
+    /// `credentials = "static"`: the agent logs in as [`CI_ROLE`].
+    Static,
+}
+
+impl Credentials {
+    /// The target's credential keys (TOML lines) with the stack's files in `stack_dir`.
+    pub fn target_keys(self, stack_dir: &Path) -> String {
+        let broker = format!(
+            "broker_user = \"{BROKER_ROLE}\"\nbroker_password_file = \"{}\"\n\
+             grant_roles = [\"{CI_ROLE}\"]\nmax_session = \"1h\"\n",
+            stack_dir.join("broker.password").display()
+        );
+        match self {
+            Self::Dynamic => {
+                format!("{broker}on_end = \"reassign_owned\"\nreassign_to = \"{CI_ROLE}\"\n")
+            }
+            Self::DynamicDropOwned => format!("{broker}on_end = \"drop_owned\"\n"),
+            Self::Static => format!(
+                "credentials = \"static\"\nupstream_user = \"{CI_ROLE}\"\nupstream_password_file = \"{}\"\n",
+                stack_dir.join("upstream.password").display()
+            ),
+        }
+    }
+}
+
 /// What a stack starts with beyond the binaries; [`StackOptions::default`] is the stack of the
 /// demo and the end-to-end tests.
 #[derive(Debug, Clone)]
@@ -95,6 +138,11 @@ pub struct StackOptions {
     pub extra_issuers: Vec<String>,
     /// The target's `accept_token_password` (off by default).
     pub accept_token_password: bool,
+    /// The target's upstream credential ([`Credentials::Dynamic`] by default).
+    pub credentials: Credentials,
+    /// Permission bits of the broker's password file (0600 by default; the agent refuses to
+    /// start when group or others may read it).
+    pub broker_password_mode: u32,
 }
 
 impl Default for StackOptions {
@@ -110,6 +158,8 @@ impl Default for StackOptions {
             identity: None,
             extra_issuers: Vec::new(),
             accept_token_password: false,
+            credentials: Credentials::default(),
+            broker_password_mode: 0o600,
         }
     }
 }
@@ -123,10 +173,19 @@ pub fn agent_config(
     collector: &str,
 ) -> String {
     let masks = DEFAULT_MASKS.map(str::to_owned);
-    agent_config_with_masks(stack_dir, pg_port, cgroup, pin_dir, collector, &masks)
+    agent_config_with_masks(
+        stack_dir,
+        pg_port,
+        cgroup,
+        pin_dir,
+        collector,
+        &masks,
+        Credentials::default(),
+    )
 }
 
-/// [`agent_config`] with the target's `masks` entries given as TOML inline tables.
+/// [`agent_config`] with the target's `masks` entries given as TOML inline tables and the
+/// upstream credential `credentials`.
 pub fn agent_config_with_masks(
     stack_dir: &Path,
     pg_port: u16,
@@ -134,6 +193,7 @@ pub fn agent_config_with_masks(
     pin_dir: &Path,
     collector: &str,
     masks: &[String],
+    credentials: Credentials,
 ) -> String {
     let issuer = entra_v2_issuer(TENANT);
     let masks: String = masks.iter().map(|m| format!("  {m},\n")).collect();
@@ -155,9 +215,7 @@ jwks_file = "{jwks}"
 [[targets]]
 name = "shop"
 address = "127.0.0.1:{pg_port}"
-upstream_user = "{CI_ROLE}"
-upstream_password_file = "{password}"
-upstream_tls = "prefer"
+{credential_keys}upstream_tls = "prefer"
 masks = [
 {masks}]
 
@@ -167,7 +225,7 @@ file = "{policy}"
         cgroup = cgroup.display(),
         pins = pin_dir.display(),
         jwks = stack_dir.join("jwks.json").display(),
-        password = stack_dir.join("upstream.password").display(),
+        credential_keys = credentials.target_keys(stack_dir),
         ca = stack_dir.join("ca").display(),
         policy = stack_dir.join("policy.cedar").display(),
     )
@@ -238,6 +296,8 @@ impl Stack {
             identity,
             extra_issuers,
             accept_token_password,
+            credentials,
+            broker_password_mode,
         } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
@@ -256,6 +316,11 @@ impl Stack {
                  ALTER SEQUENCE customers_id_seq OWNER TO {CI_ROLE};\nALTER SEQUENCE orders_id_seq OWNER TO {CI_ROLE};\n"
             ),
         )?;
+        let broker_password = format!("broker-{}", uuid_like());
+        pg.create_role(BROKER_ROLE, &broker_password, PasswordAuth::Scram)?;
+        pg.psql_superuser(&format!(
+            "ALTER ROLE {BROKER_ROLE} CREATEROLE;\nGRANT {CI_ROLE} TO {BROKER_ROLE};\n"
+        ))?;
         if let Some(sql) = setup_sql {
             pg.psql_superuser_in(SHOP_DB, &sql)
                 .context("running the stack's setup SQL")?;
@@ -264,6 +329,12 @@ impl Stack {
         std::fs::write(&password_file, &password)?;
         // Only root (the agent) may read the upstream credential.
         std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600))?;
+        let broker_file = dir.path().join("broker.password");
+        std::fs::write(&broker_file, &broker_password)?;
+        std::fs::set_permissions(
+            &broker_file,
+            std::fs::Permissions::from_mode(broker_password_mode),
+        )?;
 
         let issuer = Issuer::new_rsa(&entra_v2_issuer(TENANT), "demo-key-1")?;
         issuer.write_jwks(&dir.path().join("jwks.json"))?;
@@ -288,6 +359,7 @@ impl Stack {
             &pin_dir,
             &collector.url(),
             &masks,
+            credentials,
         );
         let mut config = config.replace(
             "upstream_tls = \"prefer\"",
@@ -416,6 +488,14 @@ impl Stack {
         let password = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         Ok(password.trim().to_owned())
+    }
+
+    /// Kills the agent with SIGKILL, as a crash would (its kernel programs stay attached, its
+    /// session roles stay on the server), then starts a new agent on the same configuration,
+    /// logging to `agent-restarted.log`.
+    pub fn restart_agent_after_kill(&mut self) -> anyhow::Result<()> {
+        let log = self.dir.path().join("agent-restarted.log");
+        self.agent.restart(&log)
     }
 
     /// Runs the `jitgate` CLI against the stack's collector.

@@ -59,7 +59,7 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
     );
     let stack = Stack::start_with(bins.clone()).context("starting the demo stack")?;
     println!(
-        "  PostgreSQL     127.0.0.1:{} (database {SHOP_DB}; role jitgate_ci, password only the agent knows)",
+        "  PostgreSQL     127.0.0.1:{} (database {SHOP_DB}; each session a role of its own, member of jitgate_ci, dropped at its end)",
         stack.pg.port()
     );
     println!("  collector      {}", stack.collector.url());

@@ -69,6 +69,9 @@ pub enum ProxyError {
         /// What expired, and when.
         what: String,
     },
+    /// The session's own upstream role could not be made ([`crate::credentials`]).
+    #[error("{0}")]
+    Credentials(#[from] crate::credentials::CredentialError),
     /// The kernel maps could not be read.
     #[error("connection lookup failed: {0}")]
     Lookup(#[source] crate::bpf::BpfError),
@@ -81,12 +84,26 @@ pub struct Target {
     pub config: TargetConfig,
     /// Every address `config.address` resolved to.
     pub addrs: Vec<SocketAddr>,
-    /// Upstream password.
-    pub password: String,
+    /// How the agent logs in upstream.
+    pub credential: UpstreamCredential,
     /// TLS for clients of this target (certificate for its names), when a local CA is set.
     pub client_tls: Option<Arc<rustls::ServerConfig>>,
     /// TLS to the server, unless the target disables it.
     pub upstream_tls: Option<upstream::UpstreamTls>,
+}
+
+/// A target's upstream credential, loaded.
+#[derive(Clone)]
+pub enum UpstreamCredential {
+    /// `credentials = "static"`: a fixed role and its password.
+    Static {
+        /// `upstream_user`.
+        user: String,
+        /// Its password.
+        password: String,
+    },
+    /// `credentials = "dynamic"`: a role per session, made by the broker.
+    Dynamic(Arc<crate::credentials::Broker>),
 }
 
 /// Everything a session needs, shared by all sessions.

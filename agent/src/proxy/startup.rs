@@ -25,7 +25,7 @@ use super::cancel::{self, CancelTarget};
 use super::negotiate::{BoxWrite, Negotiated, negotiate, write_flushed};
 use super::session::{Client, Session};
 use super::upstream::{self, Login};
-use super::{Context, ProxyError, Target};
+use super::{Context, ProxyError, Target, UpstreamCredential};
 use crate::audit::SessionAudit;
 use crate::bpf::SockAddrExt as _;
 use crate::identity::{PasswordChannel, WorkloadIdentity, process};
@@ -238,7 +238,18 @@ async fn serve_inner(
         }
     };
 
-    let mut upstream = match connect_upstream(ctx, target, &startup, original).await {
+    let session_id = audit.session_id().to_owned();
+    // A session policy lets outlive its token gets a role bounded by max_session alone.
+    let mut role_identity = identity.clone();
+    if outlives_token(ctx, target, &identity, &startup) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        role_identity.expires_at = i64::try_from(now + 100 * 365 * 86_400).unwrap_or(i64::MAX);
+    }
+    let login = connect_upstream(ctx, target, &startup, original, &role_identity, &session_id);
+    let mut upstream = match login.await {
         Ok(u) => u,
         Err(e) => {
             let refusal = match &e {
@@ -369,7 +380,7 @@ async fn serve_inner(
         target: format!("{} ({original})", target.config.name),
         database: startup.database().unwrap_or_default().to_owned(),
         user: startup.user().unwrap_or_default().to_owned(),
-        upstream_user: target.config.upstream_user.clone(),
+        upstream_user: upstream.role.clone(),
         client_addr: peer.to_string(),
     }));
     tracing::info!(identity = %identity.label(), target = %target.config.name, "session started");
@@ -407,6 +418,16 @@ async fn serve_inner(
         session.translate_notifications(original);
     }
     session.set_approval_base(approval_base);
+    if let Some(valid_until) = upstream.valid_until {
+        session.end_at(
+            valid_until,
+            format!(
+                "jitgate: the session's grant (upstream role {}) expired at {}",
+                upstream.role,
+                humane_time(valid_until)
+            ),
+        );
+    }
     if !session_outlives_token {
         let exp =
             std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(token_expiry).unwrap_or(0));
@@ -463,6 +484,26 @@ async fn serve_inner(
     result.map(|_| ())
 }
 
+/// Whether a policy permits this session to outlive its workload token (`outlive_token` on the
+/// database the client asked for), decided before the upstream role is made.
+fn outlives_token(
+    ctx: &Context,
+    target: &Target,
+    identity: &WorkloadIdentity,
+    startup: &StartupMessage,
+) -> bool {
+    let facts = SessionFacts {
+        target: target.config.name.clone(),
+        database: startup.database().unwrap_or("postgres").to_owned(),
+        upstream_user: String::new(),
+        process: serde_json::json!({"pid": 0, "uid": 0, "gid": 0, "comm": "", "exe": "",
+            "cgroup_id": "0"}),
+    };
+    SessionPolicy::new(ctx.policy.clone(), identity, facts, &[])
+        .map(|p| p.may_outlive_token())
+        .unwrap_or(false)
+}
+
 /// The policy state of a new session: who, from which process, to which database, and the
 /// server's `search_path` at the start (unqualified names are authorized under each schema in it).
 async fn session_policy(
@@ -491,7 +532,7 @@ async fn session_policy(
             db if db.is_empty() => startup.database().unwrap_or("postgres").to_owned(),
             db => db,
         },
-        upstream_user: target.config.upstream_user.clone(),
+        upstream_user: upstream.role.clone(),
         process: serde_json::json!({
             "pid": p.tgid,
             "uid": p.uid,
@@ -536,13 +577,20 @@ fn humane_time(time: std::time::SystemTime) -> String {
 /// How long a finished session waits for room on the audit queue for its last events.
 const AUDIT_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Logs in upstream for the session: as the target's static role, or as a role made for this
+/// session (`session_id`, until `identity`'s token expires at the latest) whose [`RoleLease`]
+/// rides on the returned connection, so the role is dropped whichever way the session ends.
+///
+/// [`RoleLease`]: crate::credentials::RoleLease
 async fn connect_upstream(
     ctx: &Context,
     target: &Target,
     startup: &StartupMessage,
     addr: SocketAddr,
+    identity: &WorkloadIdentity,
+    session_id: &str,
 ) -> Result<upstream::Upstream, ProxyError> {
-    // Parameters the client chose are kept, except who it is (the role is the target's) and the
+    // Parameters the client chose are kept, except who it is (the role is the agent's) and the
     // settings the agent's SQL analysis depends on, which it pins (policy::integrity).
     let mut params: Vec<(&str, &str)> = startup
         .params
@@ -552,17 +600,39 @@ async fn connect_upstream(
         })
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    let database = startup.database().unwrap_or("postgres");
     if startup.get("database").is_none() {
-        params.push(("database", startup.database().unwrap_or("postgres")));
+        params.push(("database", database));
     }
     // Startup-packet settings are applied after `options`, so these win over `-c` switches.
     params.extend(integrity::PINNED_SETTINGS);
-    let login = Login {
-        addr,
-        user: &target.config.upstream_user,
-        password: &target.password,
-        params,
-        tls: target.upstream_tls.clone(),
-    };
-    upstream::connect(login, ctx.max_message).await
+    match &target.credential {
+        UpstreamCredential::Static { user, password } => {
+            let login = Login {
+                addr,
+                user,
+                password,
+                params,
+                tls: target.upstream_tls.clone(),
+            };
+            upstream::connect(login, ctx.max_message).await
+        }
+        UpstreamCredential::Dynamic(broker) => {
+            let lease = broker
+                .issue(addr, database, session_id, identity.expires_at)
+                .await?;
+            let login = Login {
+                addr,
+                user: lease.role(),
+                password: lease.password(),
+                params,
+                tls: target.upstream_tls.clone(),
+            };
+            // On failure the lease is dropped here, and the role with it.
+            let mut upstream = upstream::connect(login, ctx.max_message).await?;
+            upstream.valid_until = Some(lease.valid_until());
+            upstream.lease = Some(lease);
+            Ok(upstream)
+        }
+    }
 }

@@ -1,10 +1,12 @@
 //! The agent's own connection to the protected server: StartupMessage with the client's
-//! parameters but the target's role, authentication with the target's credential (SCRAM-SHA-256
+//! parameters but the agent's role (the target's static role or the session's own role from
+//! [`crate::credentials`], whose broker connects through here too), authentication (SCRAM-SHA-256
 //! via `postgres-protocol`'s SASL implementation, md5, cleartext; PostgreSQL docs 55.2.1 and
 //! 55.3 "SASL Authentication"), then the server's ParameterStatus/BackendKeyData up to the first
 //! ReadyForQuery. The client never sees or sends a database password.
 
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use futures::StreamExt as _;
@@ -39,6 +41,14 @@ pub struct Upstream {
     pub startup_frames: Vec<Frame>,
     /// Transaction status of the first ReadyForQuery.
     pub status: TransactionStatus,
+    /// The role logged in as: `upstream_user`, or the session's own role (dynamic credentials).
+    pub role: String,
+    /// When that role's login expires (`VALID UNTIL`) for a dynamic credential: the session must
+    /// be over by then. `None` for a static credential.
+    pub valid_until: Option<SystemTime>,
+    /// The session's own role, dropped (in the background, bounded) when this connection is
+    /// dropped — after the connection itself, which is declared first.
+    pub lease: Option<crate::credentials::RoleLease>,
 }
 
 /// What to connect as.
@@ -231,6 +241,9 @@ pub async fn connect(login: Login<'_>, max_message: u32) -> Result<Upstream, Pro
                     writer,
                     startup_frames,
                     status,
+                    role: login.user.to_owned(),
+                    valid_until: None,
+                    lease: None,
                 });
             }
             backend::ERROR_RESPONSE_TAG => return Err(refused(&frame)),

@@ -9,7 +9,7 @@
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
 
-pub use jitgate_tests::stack::{CI_ROLE, SHOP_DB, Stack};
+pub use jitgate_tests::stack::{CI_ROLE, Credentials, SHOP_DB, Stack, StackOptions};
 
 /// A database with no masked columns, created by [`Conformance::start`].
 pub const PLAIN_DB: &str = "plain";
@@ -75,7 +75,16 @@ pub fn conformance() -> Option<Conformance> {
         eprintln!("skipped: needs root (eBPF, cgroups, runuser)");
         return None;
     }
-    let stack = Stack::start().expect("stack starts");
+    // The direct side logs in as the CI role, so the agent does too: a per-session role would
+    // show in current_user and in what the scenarios create.
+    let stack = Stack::start_with_options(
+        jitgate_tests::process::bins(),
+        StackOptions {
+            credentials: Credentials::Static,
+            ..StackOptions::default()
+        },
+    )
+    .expect("stack starts");
     stack
         .pg
         .psql_superuser(&format!("CREATE DATABASE {PLAIN_DB} OWNER {CI_ROLE};\n"))

@@ -61,6 +61,7 @@ fn a_killed_agent_fails_closed() {
 fn upstream_md5_authentication_works() {
     let Some(stack) = stack_with(StackOptions {
         auth: jitgate_tests::postgres::PasswordAuth::Md5,
+        credentials: Credentials::Static,
         ..Default::default()
     }) else {
         return;

@@ -6,6 +6,7 @@
 mod approvals;
 mod audit;
 mod connection;
+mod credentials;
 mod discovery;
 mod identity;
 mod masking;

@@ -7,7 +7,7 @@ pub use std::time::{Duration, Instant};
 
 pub use jitgate_tests::process::is_root;
 pub use jitgate_tests::shop::customers;
-pub use jitgate_tests::stack::{APP_ID, DENY_RULE, OBJECT_ID, Stack, StackOptions};
+pub use jitgate_tests::stack::{APP_ID, Credentials, DENY_RULE, OBJECT_ID, Stack, StackOptions};
 pub use serde_json::Value;
 
 pub fn stack() -> Option<Stack> {

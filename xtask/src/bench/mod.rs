@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use jitgate_tests::pgbouncer::{PgBouncer, PgBouncerConfig};
 use jitgate_tests::process::is_root;
-use jitgate_tests::stack::{CI_ROLE, SHOP_DB, Stack, StackOptions};
+use jitgate_tests::stack::{CI_ROLE, Credentials, SHOP_DB, Stack, StackOptions};
 
 use crate::build::{self, Binaries};
 use crate::{setup, step};
@@ -51,6 +51,9 @@ pub struct Options {
     /// Only this target: `direct`, `agent` or `pgbouncer`. Prints only (nothing recorded).
     #[arg(long)]
     pub target: Option<String>,
+    /// The agent logs in as the static CI role instead of a role made for each session.
+    #[arg(long)]
+    pub static_credentials: bool,
 }
 
 impl Options {
@@ -62,6 +65,9 @@ impl Options {
         );
         if self.pin {
             line.push_str(" --pin");
+        }
+        if self.static_credentials {
+            line.push_str(" --static-credentials");
         }
         line
     }
@@ -98,6 +104,11 @@ pub fn run(bins: &Binaries, options: &Options) -> anyhow::Result<()> {
         StackOptions {
             masks: vec![workload::MASK.to_owned()],
             setup_sql: Some(workload::setup_sql()),
+            credentials: if options.static_credentials {
+                Credentials::Static
+            } else {
+                Credentials::Dynamic
+            },
             ..StackOptions::default()
         },
     )
