@@ -729,9 +729,10 @@ file = "/etc/jitgate/policy.cedar"
     #[test]
     fn token_password_needs_the_source_and_tls() {
         let accepting = EXAMPLE.replace(
-            "upstream_password = \"secret\"",
-            "upstream_password = \"secret\"\naccept_token_password = true",
+            "grant_roles = [\"ci_reader\"]",
+            "grant_roles = [\"ci_reader\"]\naccept_token_password = true",
         );
+        assert_ne!(accepting, EXAMPLE, "the example has the line replaced");
         let config: Config = toml::from_str(&accepting).expect("parses");
         assert!(config.check().is_err(), "no tls_ca_dir");
         let with_ca = accepting.replace(

@@ -108,7 +108,11 @@ fn policy_command(command: PolicyCommand) -> anyhow::Result<()> {
                 }),
             };
             let path = jitgate_agent::policy::access::split_search_path(&search_path);
-            print!("{}", explain::explain(engine, claims, facts, &path, &sql)?);
+            let (report, code) = explain::explain(engine, claims, facts, &path, &sql)?;
+            print!("{report}");
+            if code != 0 {
+                std::process::exit(code);
+            }
         }
         PolicyCommand::Schema => print!("{}", engine::SCHEMA_TEXT),
     }

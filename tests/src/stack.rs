@@ -90,18 +90,24 @@ pub enum Credentials {
     DynamicDropOwned,
     /// `credentials = "static"`: the agent logs in as [`CI_ROLE`].
     Static,
+    /// [`Credentials::Dynamic`] with `max_session` this many seconds (at least 10).
+    DynamicMaxSession(u32),
 }
 
 impl Credentials {
     /// The target's credential keys (TOML lines) with the stack's files in `stack_dir`.
     pub fn target_keys(self, stack_dir: &Path) -> String {
+        let max_session = match self {
+            Self::DynamicMaxSession(secs) => secs.to_string(),
+            _ => "\"1h\"".to_owned(),
+        };
         let broker = format!(
             "broker_user = \"{BROKER_ROLE}\"\nbroker_password_file = \"{}\"\n\
-             grant_roles = [\"{CI_ROLE}\"]\nmax_session = \"1h\"\n",
+             grant_roles = [\"{CI_ROLE}\"]\nmax_session = {max_session}\n",
             stack_dir.join("broker.password").display()
         );
         match self {
-            Self::Dynamic => {
+            Self::Dynamic | Self::DynamicMaxSession(_) => {
                 format!("{broker}on_end = \"reassign_owned\"\nreassign_to = \"{CI_ROLE}\"\n")
             }
             Self::DynamicDropOwned => format!("{broker}on_end = \"drop_owned\"\n"),

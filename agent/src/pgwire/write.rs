@@ -51,30 +51,36 @@ pub fn error_response(
     message: &str,
     hint: Option<&str>,
 ) {
-    let at = start(out, ERROR_RESPONSE_TAG);
-    for (code, value) in [
-        (b'S', severity.as_str()),
-        (b'V', severity.as_str()),
-        (b'C', sqlstate),
-        (b'M', message),
-    ] {
-        put_field(out, code, value);
-    }
-    if let Some(hint) = hint {
-        put_field(out, b'H', hint);
-    }
-    out.put_u8(0);
-    finish(out, at);
+    fields_message(
+        out,
+        ERROR_RESPONSE_TAG,
+        severity.as_str(),
+        sqlstate,
+        message,
+        hint,
+    );
 }
 
 /// NoticeResponse (tag `N`, PostgreSQL docs 55.7) with severity NOTICE, SQLSTATE 00000, a
 /// message and an optional hint.
 pub fn notice_response(out: &mut BytesMut, message: &str, hint: Option<&str>) {
-    let at = start(out, b'N');
+    fields_message(out, b'N', "NOTICE", "00000", message, hint);
+}
+
+/// An ErrorResponse or NoticeResponse body: fields S, V, C, M and optionally H (55.8).
+fn fields_message(
+    out: &mut BytesMut,
+    tag: u8,
+    severity: &str,
+    sqlstate: &str,
+    message: &str,
+    hint: Option<&str>,
+) {
+    let at = start(out, tag);
     for (code, value) in [
-        (b'S', "NOTICE"),
-        (b'V', "NOTICE"),
-        (b'C', "00000"),
+        (b'S', severity),
+        (b'V', severity),
+        (b'C', sqlstate),
         (b'M', message),
     ] {
         put_field(out, code, value);

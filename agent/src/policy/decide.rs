@@ -316,7 +316,14 @@ impl SessionPolicy {
             // Named: the policies that deny even when approved.
             let verdict = self.engine.authorize(&request, &entities);
             if !verdict.allowed {
-                return Ok(Decision::Deny(self.denial(pending, &verdict)));
+                let mut denial = self.denial(pending, &verdict);
+                if !dangerous.is_empty() {
+                    let features: Vec<&str> = dangerous.iter().copied().collect();
+                    denial
+                        .reason
+                        .push_str(&format!(" (the statement uses {})", features.join(", ")));
+                }
+                return Ok(Decision::Deny(denial));
             }
         }
         // Every denied request is allowed once approved.

@@ -174,8 +174,18 @@ impl PolicyEngine {
             authorizer: Authorizer::new(),
             origin: origin.to_owned(),
         };
+        let mut seen = std::collections::BTreeSet::new();
         for policy in engine.policies.policies() {
-            engine.policy_ref(policy.id())?;
+            let named = engine.policy_ref(policy.id())?;
+            if !seen.insert(named.id.clone()) {
+                return Err(PolicyError::Annotation {
+                    origin: origin.to_owned(),
+                    policy: named.id,
+                    detail: "two policies have this @id; denials and the audit trail name \
+                             policies by it"
+                        .into(),
+                });
+            }
         }
         Ok(engine)
     }
@@ -286,5 +296,11 @@ mod tests {
         )
         .expect_err("bad annotation");
         assert!(matches!(err, PolicyError::Annotation { .. }), "{err}");
+        let err = PolicyEngine::from_text(
+            r#"@id("a") forbid(principal, action, resource); @id("a") permit(principal, action, resource);"#,
+            "test",
+        )
+        .expect_err("duplicate @id");
+        assert!(err.to_string().contains("two policies"), "{err}");
     }
 }

@@ -45,14 +45,14 @@ pub fn unverified_claims(token: &str) -> Result<Map<String, Value>, ExplainError
     }
 }
 
-/// The report `policy explain` prints.
+/// The report `policy explain` prints, and its exit status: 0 allow, 1 deny, 2 approval.
 pub fn explain(
     engine: Arc<PolicyEngine>,
     claims: Map<String, Value>,
     facts: SessionFacts,
     search_path: &[String],
     sql: &str,
-) -> Result<String, ExplainError> {
+) -> Result<(String, i32), ExplainError> {
     let identity = WorkloadIdentity::from_claims(claims);
     let analysis: Arc<Analysis> =
         Arc::new(analysis::analyze(sql).map_err(|e| ExplainError::Sql(e.message))?);
@@ -97,13 +97,23 @@ pub fn explain(
             }
         );
     }
-    let decision = match policy.decide(&analysis) {
+    let decided = policy.decide(&analysis);
+    let code = match &decided {
+        Decision::Allow { .. } => 0,
+        Decision::Deny(_) => 1,
+        Decision::Approval(_) => 2,
+    };
+    let decision = match decided {
         Decision::Allow { policies } => format!("ALLOW (permitted by {})", policies.join(", ")),
         Decision::Deny(d) => format!("DENY 42501 [{}] {}", d.rule, d.reason),
         Decision::Approval(a) => format!(
-            "APPROVAL ({} mode, grant {} s{}) [{}] {}",
+            "APPROVAL ({} mode{}{}) [{}] {}",
             a.mode.as_str(),
-            a.grant_ttl,
+            if a.mode == super::ApprovalMode::Request {
+                format!(", grant {} s", a.grant_ttl)
+            } else {
+                String::new()
+            },
             a.auto_approved_by
                 .map(|p| format!(", approved automatically by {p}"))
                 .unwrap_or_default(),
@@ -112,5 +122,5 @@ pub fn explain(
         ),
     };
     let _ = writeln!(out, "decision: {decision}");
-    Ok(out)
+    Ok((out, code))
 }

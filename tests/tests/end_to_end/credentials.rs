@@ -348,3 +348,28 @@ fn a_role_the_broker_cannot_create_refuses_the_session_clearly() {
         "the job's statement never reached the server"
     );
 }
+
+#[test]
+fn a_session_ends_with_a_clear_error_when_its_role_expires() {
+    let Some(stack) = stack_with(StackOptions {
+        credentials: jitgate_tests::stack::Credentials::DynamicMaxSession(10),
+        ..StackOptions::default()
+    }) else {
+        return;
+    };
+    let script = "SELECT 'before';\n\\! sleep 13\nSELECT 'after';\n";
+    let started = std::time::Instant::now();
+    let out = run_script(stack.psql_command(true), script);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stdout.contains("before"), "{}", describe(&out));
+    assert!(started.elapsed() >= Duration::from_secs(13));
+    assert!(!stdout.contains("after"), "{}", describe(&out));
+    assert!(
+        stderr.contains("grant") && stderr.contains("expired"),
+        "{}",
+        describe(&out)
+    );
+    eventually("the expired role dropped", || {
+        session_roles(&stack).is_empty().then_some(())
+    });
+}

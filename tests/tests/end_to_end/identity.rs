@@ -28,19 +28,8 @@ fn a_process_without_a_token_is_refused_with_28000() {
 #[test]
 fn an_expired_token_is_refused() {
     let Some(stack) = stack() else { return };
-    let mut claims = jitgate_tests::claims::entra_sp_claims(
-        jitgate_tests::stack::TENANT,
-        APP_ID,
-        OBJECT_ID,
-        jitgate_tests::stack::AUDIENCE,
-        Duration::from_secs(60),
-    );
-    claims["exp"] = Value::from(jitgate_tests::claims::now_secs() - 3600);
-    std::fs::write(
-        &stack.token_file,
-        stack.issuer.token(&claims).expect("token"),
-    )
-    .expect("write");
+    let expired = token_with_exp(&stack, jitgate_tests::claims::now_secs() - 3600);
+    std::fs::write(&stack.token_file, expired).expect("write");
     let out = stack.psql("SELECT 1", true).expect("psql runs");
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("expired"), "{}", describe(&out));
@@ -101,8 +90,8 @@ fn a_token_the_jobs_user_cannot_read_is_refused_and_a_fifo_cannot_stall_the_agen
     );
 }
 
-/// A token for the stack's service principal that expires `secs` from now.
-fn token_expiring_in(stack: &Stack, secs: u64) -> String {
+/// A token for the stack's service principal whose `exp` is `exp` (seconds since the epoch).
+fn token_with_exp(stack: &Stack, exp: u64) -> String {
     let mut claims = jitgate_tests::claims::entra_sp_claims(
         jitgate_tests::stack::TENANT,
         APP_ID,
@@ -110,7 +99,7 @@ fn token_expiring_in(stack: &Stack, secs: u64) -> String {
         jitgate_tests::stack::AUDIENCE,
         Duration::from_secs(60),
     );
-    claims["exp"] = Value::from(jitgate_tests::claims::now_secs() + secs);
+    claims["exp"] = Value::from(exp);
     stack.issuer.token(&claims).expect("token")
 }
 
@@ -131,7 +120,11 @@ fn a_session_ends_when_its_token_expires_unless_policy_lets_it_outlive_it() {
         }) else {
             return;
         };
-        std::fs::write(&stack.token_file, token_expiring_in(&stack, 4)).expect("write");
+        std::fs::write(
+            &stack.token_file,
+            token_with_exp(&stack, jitgate_tests::claims::now_secs() + 4),
+        )
+        .expect("write");
         let started = Instant::now();
         let out = run_script(stack.psql_command(true), script);
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
