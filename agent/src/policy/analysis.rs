@@ -45,6 +45,11 @@ impl Analysis {
         if let Some(category) = super::catalogue::function_category(&function) {
             dangerous.insert(category);
         }
+        // Its arguments are binary values the agent does not read: which setting it changes
+        // (search_path, role, standard_conforming_strings) cannot be told.
+        let integrity = function.name.eq_ignore_ascii_case("set_config").then(|| {
+            "set_config through the fast-path FunctionCall cannot be checked; use SET".to_owned()
+        });
         Self {
             kinds: [StatementKind::FunctionCall].into(),
             tables: BTreeSet::new(),
@@ -58,7 +63,7 @@ impl Analysis {
             executes: BTreeSet::new(),
             prepares: BTreeSet::new(),
             statements: 1,
-            integrity: None,
+            integrity,
         }
     }
 }
@@ -157,6 +162,9 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
             message: format!("the parse tree could not be walked: {e}"),
         })?;
         let found = access::walk_statement(&tree);
+        if let Some(reason) = settings_write(&found) {
+            analysis.integrity.get_or_insert(reason);
+        }
         kinds.extend(found.nested_kinds.iter().copied());
         add_touches(&mut analysis, &kinds, &found);
         if let Some(reason) = found.integrity {
@@ -175,6 +183,21 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
         analysis.kinds.extend(kinds);
     }
     Ok(analysis)
+}
+
+/// A write to `pg_settings` (any schema): its update rule calls `set_config`, so it changes
+/// settings — `standard_conforming_strings`, `search_path`, `role` — the agent must see changed.
+fn settings_write(found: &access::Found) -> Option<String> {
+    found
+        .relations
+        .iter()
+        .find(|(class, name)| *class != StatementKind::Select && name.name == "pg_settings")
+        .map(|(class, _)| {
+            format!(
+                "{} on pg_settings changes settings jitgate must see; use SET for what is allowed",
+                class.as_str().to_uppercase()
+            )
+        })
 }
 
 /// Adds one statement's touches: every relation with the class touching it, every function

@@ -140,6 +140,7 @@ const FUNCTIONS: &[(&str, &[&str])] = &[
             "database_to_xmlschema",
             "database_to_xml_and_xmlschema",
             "ts_stat",
+            "ts_rewrite",
         ],
     ),
     (

@@ -106,6 +106,8 @@ pub enum Pending {
     },
     /// Bind: BindComplete.
     Bind {
+        /// Set when the agent substituted the Bind because its statement is refused.
+        rejection: Option<Rejection>,
         /// The portal name and what it named before, restored if the server rejects this Bind.
         undo: Undo<Portal>,
     },

@@ -5,6 +5,7 @@
 
 mod approvals;
 mod audit;
+mod authz_regressions;
 mod connection;
 mod credentials;
 mod discovery;

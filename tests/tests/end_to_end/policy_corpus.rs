@@ -10,7 +10,9 @@
 
 use super::support::*;
 
-const POLICY: &str = r#"
+/// The corpus policy: a protected schema and table, the dangerous catalogue, DDL and one
+/// DELETE forbidden.
+pub const POLICY: &str = r#"
 @id("baseline")
 permit(principal, action in Jitgate::Action::"statement", resource);
 
@@ -37,7 +39,8 @@ forbid(principal, action == Jitgate::Action::"do", resource);
 forbid(principal, action == Jitgate::Action::"delete", resource == Jitgate::Table::"public.orders");
 "#;
 
-const SETUP: &str = "CREATE SCHEMA vault AUTHORIZATION jitgate_ci;\n\
+/// The corpus tables: `vault.keys`, `public.secrets`, `public.keys`.
+pub const SETUP: &str = "CREATE SCHEMA vault AUTHORIZATION jitgate_ci;\n\
     CREATE TABLE vault.keys (k text); INSERT INTO vault.keys VALUES ('VAULT-KEY-1');\n\
     ALTER TABLE vault.keys OWNER TO jitgate_ci;\n\
     CREATE TABLE public.secrets (s text); INSERT INTO public.secrets VALUES ('SECRET-1');\n\

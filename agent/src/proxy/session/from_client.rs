@@ -26,6 +26,23 @@ fn function_lookup_sql(oid: u32) -> String {
     )
 }
 
+/// A Bind of `portal` to a statement name no client can create (it holds NUL-free text the
+/// agent reserves), with no parameters: the server answers 26000 and skips to Sync.
+fn write_refused_bind(portal: &str, out: &mut bytes::BytesMut) {
+    use bytes::BufMut as _;
+    let statement = "<jitgate: refused>";
+    let len = 4 + portal.len() + 1 + statement.len() + 1 + 2 + 2 + 2;
+    out.put_u8(b'B');
+    out.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    out.put_slice(portal.as_bytes());
+    out.put_u8(0);
+    out.put_slice(statement.as_bytes());
+    out.put_u8(0);
+    out.put_i16(0);
+    out.put_i16(0);
+    out.put_i16(0);
+}
+
 /// Hint sent with policy denials.
 const DENIAL_HINT: &str = "This CI identity may not run this statement. Ask the database's \
      owners to change the jitgate policy named above if the job needs it.";
@@ -77,11 +94,26 @@ impl Session<'_> {
                 self.batch_open = true;
                 let bind = Bind::decode(&frame.body).map_err(client)?;
                 let statement = self.statement(bind.statement);
+                let rejection = self.bind_rejection(bind.statement, &statement);
                 let previous = self
                     .portals
                     .insert(bind.portal.to_owned(), Arc::new(Portal { statement }));
-                frame.write_to(&mut self.to_server);
+                if let Some(r) = &rejection {
+                    let mut exec = Execution::new(
+                        format!("Bind of statement {:?}", bind.statement).into(),
+                        "extended",
+                        None,
+                        Some(r.clone()),
+                    );
+                    exec.sqlstate = Some(r.sqlstate.to_owned());
+                    self.record_statement(&exec);
+                    // A statement name that cannot exist: the server fails this Bind itself.
+                    write_refused_bind(bind.portal, &mut self.to_server);
+                } else {
+                    frame.write_to(&mut self.to_server);
+                }
                 self.pending.push_back(Pending::Bind {
+                    rejection,
                     undo: Undo {
                         name: bind.portal.to_owned(),
                         previous,
@@ -192,7 +224,8 @@ impl Session<'_> {
     pub(super) fn forward_function_call(&mut self, frame: &Frame, function: &NamedFunction) {
         self.statements_seen += 1;
         let analysis = Arc::new(Analysis::function_call(function.name.clone()));
-        let rejection = self.decide(&analysis);
+        let rejection = self.integrity_rejection(&analysis);
+        let rejection = rejection.or_else(|| self.decide(&analysis));
         let text: Arc<str> = format!("FunctionCall {}", function.signature).into();
         let exec = Execution::new(text, "fastpath", Some(analysis), rejection);
         self.queue_simple(frame, exec);
@@ -238,22 +271,68 @@ impl Session<'_> {
                 return (None, Some(rejection));
             }
         };
-        if let Some(reason) = &analysis.integrity {
-            self.statements_denied += 1;
-            let rejection = Rejection {
-                sqlstate: "42501",
-                rule: "pinned-settings".into(),
-                message: format!("jitgate: {reason}"),
-                hint: Some(
-                    "jitgate keeps client_encoding = UTF8 and standard_conforming_strings = on, \
-                     and search_path to constant schema names."
-                        .into(),
-                ),
-            };
-            return (Some(analysis), Some(rejection));
-        }
-        let rejection = self.decide(&analysis);
+        let rejection = self.integrity_rejection(&analysis);
+        let rejection = rejection.or_else(|| self.decide(&analysis));
         (Some(analysis), rejection)
+    }
+
+    /// Decides a Bind again: the statement was decided at Parse, but the session's search_path
+    /// may have gained schemas since (PostgreSQL re-analyses cached statements then); a statement
+    /// the agent did not Parse (SQL-level PREPARE shares the namespace) is decided as
+    /// `EXECUTE name` would be.
+    fn bind_rejection(&mut self, name: &str, statement: &PreparedStatement) -> Option<Rejection> {
+        let analysis = match &statement.analysis {
+            Some(a) => a.clone(),
+            None if self.statements.contains_key(name) => return None,
+            None if name.is_empty() => return None,
+            None => {
+                let sql = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));
+                match self.ctx.analyzer.analyze(&sql) {
+                    Ok(a) => a,
+                    Err(_) => return None,
+                }
+            }
+        };
+        match self.policy.decide(&analysis) {
+            Decision::Allow { .. } => None,
+            Decision::Deny(d) => {
+                self.statements_denied += 1;
+                Some(Rejection {
+                    sqlstate: "42501",
+                    rule: d.rule,
+                    message: d.reason,
+                    hint: Some(DENIAL_HINT.into()),
+                })
+            }
+            Decision::Approval(needed) => {
+                self.statements_denied += 1;
+                Some(Rejection {
+                    sqlstate: "42501",
+                    rule: needed.policies.join(","),
+                    message: format!(
+                        "jitgate: {}; approval is asked for at Parse or Query, not at Bind",
+                        needed.reason
+                    ),
+                    hint: Some(APPROVAL_HINT.into()),
+                })
+            }
+        }
+    }
+
+    /// The refusal of a statement that would change what the agent's analysis depends on.
+    fn integrity_rejection(&mut self, analysis: &Analysis) -> Option<Rejection> {
+        let reason = analysis.integrity.as_ref()?;
+        self.statements_denied += 1;
+        Some(Rejection {
+            sqlstate: "42501",
+            rule: "pinned-settings".into(),
+            message: format!("jitgate: {reason}"),
+            hint: Some(
+                "jitgate keeps client_encoding = UTF8 and standard_conforming_strings = on, \
+                 and search_path to constant schema names."
+                    .into(),
+            ),
+        })
     }
 
     /// The policy's decision on an analysed statement: `None` to forward it.
@@ -270,6 +349,7 @@ impl Session<'_> {
                     match resolution {
                         Ok((id, by)) => {
                             tracing::info!(approval = %id, %by, "statement approved");
+                            self.policy.allowed(analysis);
                             None
                         }
                         Err(rejection) => Some(rejection),

@@ -169,7 +169,9 @@ impl Session<'_> {
                 Pending::Parse { undo, .. } => {
                     undo_update(&mut self.statements, undo, Rejected::Skipped)
                 }
-                Pending::Bind { undo } => undo_update(&mut self.portals, undo, Rejected::Skipped),
+                Pending::Bind { undo, .. } => {
+                    undo_update(&mut self.portals, undo, Rejected::Skipped)
+                }
                 Pending::Query(mut exec) => {
                     exec.tags
                         .push("(not run: the server skipped it after an earlier error)".into());
@@ -323,7 +325,8 @@ impl Session<'_> {
                         rejection = r;
                         undo_update(&mut self.statements, undo, Rejected::Failed);
                     }
-                    Some(Pending::Bind { undo }) => {
+                    Some(Pending::Bind { rejection: r, undo }) => {
+                        rejection = r;
                         undo_update(&mut self.portals, undo, Rejected::Failed)
                     }
                     Some(Pending::Execute(mut execution)) => {
