@@ -106,7 +106,8 @@ fn token_with_exp(stack: &Stack, exp: u64) -> String {
 #[test]
 fn a_session_ends_when_its_token_expires_unless_policy_lets_it_outlive_it() {
     // Two policies: the stack's (sessions end at exp) and one that permits outlive_token.
-    let script = "SELECT 'before';\n\\! sleep 9\nSELECT 'after';\n";
+    // The token must leave the agent's shortest grant (5 s) at login.
+    let script = "SELECT 'before';\n\\! sleep 12\nSELECT 'after';\n";
     for outlive in [false, true] {
         let mut policy = jitgate_tests::stack::stack_policy();
         if outlive {
@@ -122,14 +123,14 @@ fn a_session_ends_when_its_token_expires_unless_policy_lets_it_outlive_it() {
         };
         std::fs::write(
             &stack.token_file,
-            token_with_exp(&stack, jitgate_tests::claims::now_secs() + 4),
+            token_with_exp(&stack, jitgate_tests::claims::now_secs() + 8),
         )
         .expect("write");
         let started = Instant::now();
         let out = run_script(stack.psql_command(true), script);
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
         assert!(stdout.contains("before"), "{}", describe(&out));
-        assert!(started.elapsed() >= Duration::from_secs(9));
+        assert!(started.elapsed() >= Duration::from_secs(12));
         if outlive {
             assert!(stdout.contains("after"), "{}", describe(&out));
         } else {
