@@ -144,13 +144,18 @@ impl SessionPolicy {
         Ok(session)
     }
 
+    /// A `search_path` entry as a schema name: `$user` is the upstream role.
+    fn schema_name<'a>(&'a self, entry: &'a str) -> &'a str {
+        if entry == "$user" {
+            &self.facts.upstream_user
+        } else {
+            entry
+        }
+    }
+
     fn add_search_path(&mut self, schemas: &[String]) {
         for schema in schemas {
-            let schema = if schema == "$user" {
-                self.facts.upstream_user.clone()
-            } else {
-                schema.clone()
-            };
+            let schema = self.schema_name(schema).to_owned();
             if self.search_path.insert(schema) {
                 self.cache.clear();
             }
@@ -447,11 +452,7 @@ impl SessionPolicy {
             None => {
                 let mut all: BTreeSet<&str> = self.search_path.iter().map(String::as_str).collect();
                 for schema in adds {
-                    all.insert(if schema == "$user" {
-                        self.facts.upstream_user.as_str()
-                    } else {
-                        schema.as_str()
-                    });
+                    all.insert(self.schema_name(schema));
                 }
                 all.into_iter().collect()
             }

@@ -241,7 +241,8 @@ async fn serve_inner(
     let session_id = audit.session_id().to_owned();
     // A session policy lets outlive its token gets a role bounded by max_session alone.
     let mut role_identity = identity.clone();
-    if outlives_token(ctx, target, &identity, &startup) {
+    let session_outlives_token = outlives_token(ctx, target, &identity, &info, &startup);
+    if session_outlives_token {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -391,7 +392,6 @@ async fn serve_inner(
         writer,
     };
     let status = upstream.status;
-    let session_outlives_token = policy.may_outlive_token();
     let approval_base = crate::approval::ApprovalRequest {
         id: String::new(),
         session_id: audit.session_id().to_owned(),
@@ -485,23 +485,37 @@ async fn serve_inner(
 }
 
 /// Whether a policy permits this session to outlive its workload token (`outlive_token` on the
-/// database the client asked for), decided before the upstream role is made.
+/// database the client asked for), decided once, before the upstream role is made: it bounds
+/// both the role's `VALID UNTIL` and the session's deadline.
 fn outlives_token(
     ctx: &Context,
     target: &Target,
     identity: &WorkloadIdentity,
+    info: &ConnInfo,
     startup: &StartupMessage,
 ) -> bool {
     let facts = SessionFacts {
         target: target.config.name.clone(),
         database: startup.database().unwrap_or("postgres").to_owned(),
         upstream_user: String::new(),
-        process: serde_json::json!({"pid": 0, "uid": 0, "gid": 0, "comm": "", "exe": "",
-            "cgroup_id": "0"}),
+        process: process_facts(info),
     };
     SessionPolicy::new(ctx.policy.clone(), identity, facts, &[])
         .map(|p| p.may_outlive_token())
         .unwrap_or(false)
+}
+
+/// The connecting process as the schema's `Process` record, from the kernel's record.
+fn process_facts(info: &ConnInfo) -> serde_json::Value {
+    let p = &info.process;
+    serde_json::json!({
+        "pid": p.tgid,
+        "uid": p.uid,
+        "gid": p.gid,
+        "comm": process::comm_of(p),
+        "exe": process::exe_of(p.tgid),
+        "cgroup_id": p.cgroup_id.to_string(),
+    })
 }
 
 /// The policy state of a new session: who, from which process, to which database, and the
@@ -525,7 +539,6 @@ async fn session_policy(
             .unwrap_or_default()
     };
     let search_path = crate::policy::access::split_search_path(&value(0));
-    let p = &info.process;
     let facts = SessionFacts {
         target: target.config.name.clone(),
         database: match value(1) {
@@ -533,14 +546,7 @@ async fn session_policy(
             db => db,
         },
         upstream_user: upstream.role.clone(),
-        process: serde_json::json!({
-            "pid": p.tgid,
-            "uid": p.uid,
-            "gid": p.gid,
-            "comm": process::comm_of(p),
-            "exe": process::exe_of(p.tgid),
-            "cgroup_id": p.cgroup_id.to_string(),
-        }),
+        process: process_facts(info),
     };
     SessionPolicy::new(ctx.policy.clone(), identity, facts, &search_path).map_err(|e| {
         ProxyError::UpstreamAuth {
