@@ -7,7 +7,7 @@
 //! listen_v6 = "[::1]:15432"         # optional IPv6 listener
 //! runner_cgroup = "ci-runner"       # absolute, or relative to the cgroup2 mount
 //! bpf_pin_dir = "/sys/fs/bpf/jitgate"
-//! collector = "http://127.0.0.1:50051"
+//! collector = "https://collector.internal:50051"  # https:// uses the [audit] TLS settings
 //!
 //! [identity]                        # every key optional; the defaults are shown
 //! sources = ["token_file", "env_token", "github_actions", "startup_password"]  # tried in order
@@ -48,6 +48,15 @@
 //!
 //! [policy]
 //! file = "/etc/jitgate/policy.cedar"  # Cedar policies (docs/policy.md)
+//!
+//! [audit]                           # every key optional; the defaults are shown
+//! spool_dir = "/var/lib/jitgate/spool"  # durable audit spool (created 0700; refused when group/others have access)
+//! spool_max_bytes = 1073741824      # full at this many bytes of events: new sessions refused (53400)
+//! spool_sync = "normal"             # "normal": survives a killed agent; "full": fsync per commit
+//! sample_rows = 5                   # result rows recorded per statement, after masking
+//! collector_ca = "/etc/jitgate/collector-ca.crt"    # TLS to an https:// collector (docs/audit.md)
+//! client_cert = "/etc/jitgate/agent-runner-1.crt"   # jitgate-collector ca issue --agent runner-1
+//! client_key = "/etc/jitgate/agent-runner-1.key"    # root-owned, mode 0600
 //! ```
 //!
 //! Token sources ([`crate::identity::sources`]): `token_file` reads the file a variable names
@@ -143,6 +152,78 @@ pub struct Config {
     pub targets: Vec<TargetConfig>,
     /// Cedar policies, evaluated for every statement.
     pub policy: PolicySection,
+    /// Audit: the durable spool, what events carry and TLS to the collector.
+    #[serde(default)]
+    pub audit: AuditSection,
+}
+
+/// `[audit]`: the durable audit spool ([`crate::audit::spool`]), what audit events carry, and
+/// TLS to an `https://` collector (`[agent] collector`), for audit delivery and approvals alike
+/// ([`crate::collector_tls`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Directory of the spool database; created with mode 0700, refused when group or others
+    /// can write to it.
+    #[serde(default = "default_spool_dir")]
+    pub spool_dir: PathBuf,
+    /// Encoded event bytes at which the spool is full (new sessions refused with 53400).
+    #[serde(default = "default_spool_max_bytes")]
+    pub spool_max_bytes: u64,
+    /// `"normal"` (default) or `"full"` (fsync every commit).
+    #[serde(default)]
+    pub spool_sync: crate::audit::spool::SpoolSync,
+    /// Result rows recorded per statement (`Statement.sample`), as the client received them
+    /// (after masking); 0 = none.
+    #[serde(default = "default_sample_rows")]
+    pub sample_rows: usize,
+    /// CA certificate (PEM) the collector's server certificate must chain to; required for
+    /// `https://`.
+    #[serde(default)]
+    pub collector_ca: Option<PathBuf>,
+    /// The agent's client certificate (PEM), from `jitgate-collector ca issue --agent NAME`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM); root-owned, mode 0600 or 0400.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        Self {
+            spool_dir: default_spool_dir(),
+            spool_max_bytes: default_spool_max_bytes(),
+            spool_sync: crate::audit::spool::SpoolSync::default(),
+            sample_rows: default_sample_rows(),
+            collector_ca: None,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+}
+
+impl AuditSection {
+    /// The spool settings these keys describe.
+    pub fn spool(&self) -> crate::audit::SpoolSettings {
+        crate::audit::SpoolSettings {
+            dir: self.spool_dir.clone(),
+            max_bytes: self.spool_max_bytes,
+            sync: self.spool_sync,
+        }
+    }
+}
+
+fn default_spool_dir() -> PathBuf {
+    PathBuf::from("/var/lib/jitgate/spool")
+}
+
+fn default_spool_max_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_sample_rows() -> usize {
+    5
 }
 
 /// `[agent]`.

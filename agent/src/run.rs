@@ -1,6 +1,7 @@
 //! `jitgate-agent run`: load the configuration, resolve targets and load their credentials,
 //! bind the loopback listeners, load and attach the kernel programs, start the session-role
-//! reaper, then serve until SIGINT/SIGTERM (and drop the live session roles). The kernel programs stay
+//! reaper, then serve until SIGINT/SIGTERM (and drop the live session roles); SIGHUP reads the
+//! policy file again ([`crate::lifecycle`]). The kernel programs stay
 //! attached (pinned) after the agent exits, so protected destinations fail closed while it is
 //! down; `jitgate-agent unload` removes them.
 
@@ -18,12 +19,16 @@ use crate::config::{Config, TargetCredential};
 use crate::credentials::broker::BrokerSetup;
 use crate::credentials::{self, AgentInstance, Broker, LiveRoles, reaper};
 use crate::identity::{Identifier, Validator, http::HttpClient};
-use crate::policy::{Analyzer, PolicyEngine};
+use crate::lifecycle::Lifecycle;
+use crate::policy::{Analyzer, PolicyEngine, PolicySlot};
 use crate::proxy::cancel::CancelRegistry;
 use crate::proxy::upstream::UpstreamTls;
 use crate::proxy::{Context, Target, UpstreamCredential};
 use crate::tls::{self, ca, ca::LocalCa, upstream::UpstreamTlsMode};
 use rustls::pki_types::ServerName;
+
+/// How long a stopping agent tries to deliver what is still in its audit spool.
+const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long a stopping agent waits for its live session roles to be dropped.
 const SHUTDOWN_DROP_LIMIT: Duration = Duration::from_secs(10);
@@ -200,22 +205,35 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     // Discovery issuers' first key fetch, in the background: the agent starts either way.
     identity.validator().prefetch();
 
-    let audit = AuditSink::spawn(config.agent.collector.clone(), host.clone());
+    let collector_tls =
+        crate::collector_tls::from_config(config.agent.collector.as_deref(), &config.audit)?;
+    let audit = AuditSink::open(
+        &config.audit.spool(),
+        config.agent.collector.clone(),
+        collector_tls.as_ref(),
+        host.clone(),
+    )
+    .with_context(|| "opening the audit spool")?;
+    let lifecycle = Lifecycle::start(&audit, path, &config.policy.file);
+    tracing::info!(spool = %config.audit.spool_dir.display(), spooled = audit.found_at_start(),
+        run = %lifecycle.session_id(), "audit spool open");
+    tokio::spawn(lifecycle.clone().watch_overflow(audit.clone()));
     // Session roles a crashed agent left behind go first, then expired ones every minute.
     let reaper = (!brokers.is_empty()).then(|| tokio::spawn(reaper::run(brokers.clone())));
     let approvals = config
         .agent
         .collector
         .as_deref()
-        .map(crate::approval::ApprovalClient::new)
+        .map(|url| crate::approval::ApprovalClient::with_tls(url, collector_tls.as_ref()))
         .transpose()?;
     let ctx = Arc::new(Context {
         approvals,
         approval_hold: Duration::from_secs(config.agent.approval_hold_secs),
         host_name: host,
+        sample_rows: config.audit.sample_rows,
         redirector: Arc::new(redirector),
         identity,
-        policy,
+        policy: PolicySlot::new(policy),
         analyzer: Analyzer::default(),
         targets,
         audit: audit.clone(),
@@ -229,18 +247,32 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     // One line on stdout for supervisors and test harnesses.
     println!("jitgate-agent ready on {listen_v4}");
 
-    crate::proxy::listener::accept_loop(ctx, listeners, shutdown_signal()).await;
+    // Registered before "ready", so a SIGHUP from then on reloads rather than kills.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
+    let reloads = tokio::spawn(reload_on_hangup(hangup, lifecycle.clone(), ctx.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let signals = async move {
+        let _ = stop_tx.send(shutdown_signal().await);
+    };
+    crate::proxy::listener::accept_loop(ctx.clone(), listeners, signals).await;
+    reloads.abort();
+    let reason = stop_rx.await.unwrap_or("shutdown");
+    let open = ctx
+        .max_connections
+        .saturating_sub(ctx.connections.available_permits());
+    lifecycle.stopped(reason, open as u64).await;
     if let Some(reaper) = reaper {
         reaper.abort();
     }
     for broker in &brokers {
         broker.shutdown(SHUTDOWN_DROP_LIMIT).await;
     }
-    let left = audit.flush(Duration::from_secs(5)).await;
+    let left = audit.flush(SHUTDOWN_FLUSH_LIMIT).await;
     if left > 0 {
         tracing::warn!(
-            unacknowledged = left,
-            "audit events not acknowledged at shutdown"
+            spooled = left,
+            "audit events not acknowledged at shutdown; they stay in the spool for the next run"
         );
     }
     tracing::info!("agent stopped; kernel programs stay attached (fail closed)");
@@ -271,18 +303,29 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown-host".into())
 }
 
-async fn shutdown_signal() {
+/// Reads the policy file again on every SIGHUP.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    lifecycle: Arc<Lifecycle>,
+    ctx: Arc<Context>,
+) {
+    while hangup.recv().await.is_some() {
+        lifecycle.reload_policy(&ctx.policy);
+    }
+}
+
+/// Waits for SIGTERM or SIGINT; returns which.
+async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) else {
         // Without signal handlers, run until killed.
-        std::future::pending::<()>().await;
-        return;
+        return std::future::pending().await;
     };
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
     }
 }

@@ -143,6 +143,16 @@ impl Pump {
         if events.is_empty() {
             return Ok(());
         }
+        if let Some(forged) = events.iter().find(|e| !agent_may_send(e)) {
+            let status = Status::invalid_argument(format!(
+                "event {} claims to be collector-written (origin or approval kind); agents may \
+                 send only their own events",
+                forged.event_id
+            ));
+            error!(peer = %self.peer, event_id = %forged.event_id, "refused a forged event");
+            let _ = self.acks.send(Err(status.clone())).await;
+            return Err(End::AgentError(status));
+        }
         let event_ids: Vec<String> = events.iter().map(|e| e.event_id.clone()).collect();
         let stored = self.store.insert(events).await.map_err(End::Storage)?;
         debug!(peer = %self.peer, received = event_ids.len(), stored, "batch committed");
@@ -151,6 +161,22 @@ impl Pump {
         }
         Ok(())
     }
+}
+
+/// Whether an agent may send `event`: not one the collector writes itself (origin collector, or
+/// an approval lifecycle kind), which sits outside the session's hash chain.
+fn agent_may_send(event: &Event) -> bool {
+    use jitgate_proto::audit::v1::{Origin, event::Kind};
+    event.origin() != Origin::Collector
+        && !matches!(
+            event.kind,
+            Some(
+                Kind::ApprovalRequested(_)
+                    | Kind::ApprovalGranted(_)
+                    | Kind::ApprovalDenied(_)
+                    | Kind::ApprovalExpired(_)
+            )
+        )
 }
 
 /// The gRPC status an agent receives when its batch could not be stored.

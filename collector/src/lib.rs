@@ -11,9 +11,13 @@ pub mod cli;
 pub mod daemon;
 pub mod fixtures;
 pub mod ingest;
+pub mod load;
+pub mod pki;
 pub mod query;
+pub mod retention;
 pub mod server;
 pub mod storage;
+pub mod tls;
 
 /// Formats an error with its chain of sources, `outer: inner: innermost`, for logs and the
 /// command line (thiserror messages name only their own layer).

@@ -1,11 +1,15 @@
 //! The collector's gRPC server: `AuditIngest`, `AuditQuery` and `Approvals` on one listener,
-//! with graceful shutdown.
+//! plaintext or mutual TLS ([`crate::tls`], with [`crate::tls::gate`] in front of every
+//! service), with graceful shutdown.
 //!
 //! Shutdown order: cancelling the token stops accepting connections, ends open ingest calls
 //! after their current batch (agents then reconnect and resend anything unacknowledged), ends
 //! open approval `Wait` calls with `UNAVAILABLE`, and lets query calls finish. Connections still open after [`SHUTDOWN_GRACE`] are dropped.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest gRPC message accepted from an agent (an `EventBatch`; agents send at most 1 MiB of
@@ -19,13 +23,16 @@ use jitgate_proto::audit::v1::{
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn};
 
 use crate::approvals::webhook::WebhookError;
 use crate::approvals::{ApprovalOptions, ApprovalsService};
 use crate::ingest::IngestService;
 use crate::query::QueryService;
+use crate::query::auth::QueryAuth;
 use crate::storage::{Store, StoreError};
+use crate::tls::gate::{GateLayer, PeerPolicy};
 
 /// Longest wait for open connections to finish after shutdown was requested.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -56,10 +63,12 @@ pub enum ServeError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers")]
     Signal(#[source] std::io::Error),
-    /// The decider token file could not be read or is empty.
-    #[error("cannot read the decider token file {path}")]
+    /// A token file (`--decider-token-file`, `--query-token-file`) could not be read or is empty.
+    #[error("cannot read the {what} file {path}")]
     TokenFile {
-        /// The file named by `--decider-token-file`.
+        /// Which token: "decider token" or "query token".
+        what: &'static str,
+        /// The file named by the flag.
         path: std::path::PathBuf,
         /// The read error.
         #[source]
@@ -68,6 +77,18 @@ pub enum ServeError {
     /// The approval webhook's HTTP client could not be built.
     #[error("approval webhook")]
     Webhook(#[from] WebhookError),
+    /// The TLS files could not be loaded.
+    #[error("TLS")]
+    Tls(#[from] crate::tls::TlsError),
+    /// Plaintext was asked for on an address other than loopback.
+    #[error(
+        "refusing to serve without TLS on {addr}, which is not a loopback address: \
+         pass --tls-cert, --tls-key and --client-ca (see `jitgate-collector ca`)"
+    )]
+    PlaintextNotLoopback {
+        /// The listen address.
+        addr: SocketAddr,
+    },
     /// The gRPC server failed while serving.
     #[error("grpc server")]
     Transport(#[from] tonic::transport::Error),
@@ -78,6 +99,13 @@ pub enum ServeError {
 pub struct ServerOptions {
     /// Settings of the approvals service (webhook, decider token, timeouts).
     pub approvals: ApprovalOptions,
+    /// Who may call `AuditQuery` (default: nobody, see [`QueryAuth`]).
+    pub query: QueryAuth,
+    /// Delete what is older than this many days (0: keep forever); see [`crate::retention`].
+    pub retention_days: u32,
+    /// Mutual TLS ([`crate::tls::config`]); `None` serves plaintext and lets every call through
+    /// the gate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Serves `AuditIngest`, `AuditQuery` and `Approvals` (default [`ServerOptions`]) on `listener`
@@ -109,18 +137,32 @@ pub async fn serve_with(
     let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
     let ingest = IngestService::new(store.clone(), shutdown.clone());
     let approvals = ApprovalsService::start(store.clone(), options.approvals, shutdown.clone())?;
-    let query = QueryService::new(store);
-    let server = tonic::transport::Server::builder()
+    let query = QueryService::new(store.clone(), shutdown.clone());
+    let query = AuditQueryServer::new(query).max_encoding_message_size(MAX_MESSAGE_BYTES);
+    crate::retention::spawn(store, options.retention_days, shutdown.clone());
+    let policy = match options.tls {
+        Some(_) => PeerPolicy::Mtls,
+        None => PeerPolicy::Plaintext,
+    };
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE))
         .tcp_nodelay(true)
+        .layer(GateLayer::new(policy))
         .add_service(AuditIngestServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(AuditQueryServer::new(query).max_encoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(ApprovalsServer::new(approvals).max_encoding_message_size(MAX_MESSAGE_BYTES))
-        .serve_with_incoming_shutdown(
-            TcpListenerStream::new(listener),
-            shutdown.clone().cancelled_owned(),
-        );
-    info!(%addr, "serving");
+        .add_service(InterceptedService::new(query, options.query))
+        .add_service(ApprovalsServer::new(approvals).max_encoding_message_size(MAX_MESSAGE_BYTES));
+    let stopped = shutdown.clone().cancelled_owned();
+    let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> =
+        match options.tls {
+            None => Box::pin(
+                router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stopped),
+            ),
+            Some(config) => Box::pin(router.serve_with_incoming_shutdown(
+                crate::tls::incoming::incoming(listener, config, shutdown.clone()),
+                stopped,
+            )),
+        };
+    info!(%addr, tls = options_tls_name(policy), "serving");
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -131,6 +173,13 @@ pub async fn serve_with(
     }
     info!(%addr, "stopped");
     Ok(())
+}
+
+fn options_tls_name(policy: PeerPolicy) -> &'static str {
+    match policy {
+        PeerPolicy::Mtls => "mutual TLS",
+        PeerPolicy::Plaintext => "none (plaintext)",
+    }
 }
 
 /// A server started on a background task, for tests and embedding: [`Running::addr`] is the

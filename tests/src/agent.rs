@@ -92,6 +92,14 @@ impl AgentGuard {
         self.child.as_ref().map(ChildGuard::pid)
     }
 
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the agent process, if it runs.
+    pub fn signal(&self, signal: i32) {
+        if let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: kill(2) on the pid of our own un-reaped child: it cannot be reused yet.
+            unsafe { libc::kill(pid, signal) };
+        }
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

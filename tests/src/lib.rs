@@ -5,6 +5,7 @@ pub mod agent;
 pub mod cgroup;
 pub mod claims;
 pub mod collector;
+pub mod collector_db;
 pub mod http;
 pub mod issuer;
 pub mod pgbouncer;

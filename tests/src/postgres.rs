@@ -215,6 +215,24 @@ impl PgServer {
         self.reload()
     }
 
+    /// Turns on TLS with the given PEM certificate (chain) and key, copied into the data
+    /// directory and owned by the server's OS user, and reloads.
+    pub fn install_tls(&self, cert: &Path, key: &Path) -> anyhow::Result<()> {
+        let data = self.data_dir();
+        std::fs::copy(cert, data.join("server.crt")).context("copying the certificate")?;
+        std::fs::copy(key, data.join("server.key")).context("copying the key")?;
+        for name in ["server.crt", "server.key"] {
+            chown_to_postgres(&data.join(name))?;
+        }
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )?;
+        self.psql_superuser("ALTER SYSTEM SET ssl = on;")?;
+        self.reload()
+    }
+
     /// Re-reads pg_hba.conf and postgresql.conf (`pg_reload_conf()`), then gives the postmaster
     /// a moment to process the SIGHUP before new connections arrive.
     pub fn reload(&self) -> anyhow::Result<()> {

@@ -24,6 +24,7 @@ use crate::agent::AgentGuard;
 use crate::cgroup::CgroupGuard;
 use crate::claims::{entra_sp_claims, entra_v2_issuer};
 use crate::collector::CollectorGuard;
+use crate::collector_db::CollectorDb;
 use crate::issuer::Issuer;
 use crate::postgres::{PasswordAuth, PgServer};
 use crate::process::{Bins, bins};
@@ -60,6 +61,8 @@ pub struct Stack {
     pub cgroup: CgroupGuard,
     /// The collector.
     pub collector: CollectorGuard,
+    /// The collector's PostgreSQL database, when [`StackOptions::collector_on_postgres`].
+    pub collector_db: Option<CollectorDb>,
     /// The protected server.
     pub pg: PgServer,
     /// The test issuer.
@@ -149,6 +152,27 @@ pub struct StackOptions {
     /// Permission bits of the broker's password file (0600 by default; the agent refuses to
     /// start when group or others may read it).
     pub broker_password_mode: u32,
+    /// More keys of the agent's `[audit]` section (TOML lines), e.g. `spool_max_bytes = 4096`;
+    /// none by default (the spool is `<stack dir>/spool`).
+    pub audit: Option<String>,
+    /// How the agent reaches the collector ([`CollectorLink::MutualTls`] by default).
+    pub collector: CollectorLink,
+    /// Whether the collector stores in PostgreSQL (database and role `jitgate_audit` on the
+    /// stack's server, see [`CollectorDb`]) instead of a SQLite file; off by default.
+    pub collector_on_postgres: bool,
+}
+
+/// How the stack's agent reaches its collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CollectorLink {
+    /// Mutual TLS: the collector requires agent certificates, the agent has one.
+    #[default]
+    MutualTls,
+    /// The collector requires agent certificates; the agent verifies the collector but has no
+    /// certificate of its own (the collector refuses its events).
+    NoClientCert,
+    /// Plaintext gRPC on loopback, no authentication.
+    Plaintext,
 }
 
 impl Default for StackOptions {
@@ -166,6 +190,9 @@ impl Default for StackOptions {
             accept_token_password: false,
             credentials: Credentials::default(),
             broker_password_mode: 0o600,
+            collector: CollectorLink::default(),
+            audit: None,
+            collector_on_postgres: false,
         }
     }
 }
@@ -227,6 +254,9 @@ masks = [
 
 [policy]
 file = "{policy}"
+
+[audit]
+spool_dir = "{spool}"
 "#,
         cgroup = cgroup.display(),
         pins = pin_dir.display(),
@@ -234,6 +264,7 @@ file = "{policy}"
         credential_keys = credentials.target_keys(stack_dir),
         ca = stack_dir.join("ca").display(),
         policy = stack_dir.join("policy.cedar").display(),
+        spool = stack_dir.join("spool").display(),
     )
 }
 
@@ -304,6 +335,9 @@ impl Stack {
             accept_token_password,
             credentials,
             broker_password_mode,
+            collector: link,
+            audit,
+            collector_on_postgres,
         } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
@@ -355,7 +389,16 @@ impl Stack {
         std::fs::write(&token_file, issuer.token(&claims)?)?;
 
         std::fs::write(dir.path().join("policy.cedar"), policy)?;
-        let collector = CollectorGuard::start(&bins.collector)?;
+        let collector_db = collector_on_postgres
+            .then(|| CollectorDb::create(&pg, "jitgate_audit"))
+            .transpose()?;
+        let db_args = collector_db.as_ref().map(CollectorDb::args);
+        let collector = CollectorGuard::launch(
+            &bins.collector,
+            db_args.as_deref(),
+            &[],
+            link != CollectorLink::Plaintext,
+        )?;
         let cgroup = CgroupGuard::new("jitgate-runner")?;
         let pin_dir = PathBuf::from(format!("/sys/fs/bpf/jitgate-test-{}", uuid_like()));
         let config = agent_config_with_masks(
@@ -391,11 +434,24 @@ impl Stack {
                 1,
             );
         }
+        if let Some(audit) = audit {
+            config = config.replace("[audit]\n", &format!("[audit]\n{audit}\n"));
+        }
         if accept_token_password {
             config = config.replace(
                 "upstream_tls = \"",
                 "accept_token_password = true\nupstream_tls = \"",
             );
+        }
+        if let Some(certs) = collector.certs() {
+            let keys = match link {
+                CollectorLink::NoClientCert => {
+                    format!("collector_ca = \"{}\"\n", certs.ca.display())
+                }
+                _ => certs.agent_audit_keys(),
+            };
+            // agent_config_with_masks always writes an [audit] section (the spool directory).
+            config = config.replacen("[audit]\n", &format!("[audit]\n{keys}"), 1);
         }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config)?;
@@ -417,6 +473,7 @@ impl Stack {
             agent,
             cgroup,
             collector,
+            collector_db,
             pg,
             issuer,
             token_file,
@@ -504,11 +561,21 @@ impl Stack {
         self.agent.restart(&log)
     }
 
+    /// The agent's configuration file.
+    pub fn agent_config_path(&self) -> PathBuf {
+        self.dir.path().join("agent.toml")
+    }
+
+    /// The Cedar policy file the agent reads (at start and on SIGHUP).
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policy.cedar")
+    }
+
     /// Runs the `jitgate` CLI against the stack's collector.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new(&self.bins.jitgate_cli)
+        self.collector
+            .cli(&self.bins.jitgate_cli)
             .args(args)
-            .env("JITGATE_COLLECTOR", self.collector.url())
             .output()
             .context("running jitgate")
     }

@@ -1,5 +1,6 @@
 //! Approvals across real processes: the `jitgate-collector` binary (with a webhook URL and a
-//! decider token file), the agent's [`ApprovalClient`], a loopback HTTP listener standing in for
+//! decider token file, over mutual TLS), the agent's [`ApprovalClient`] with the agent
+//! certificate, a loopback HTTP listener standing in for
 //! Slack, and the `jitgate` CLI deciding. Needs no root, only the built binaries
 //! (`JITGATE_COLLECTOR_BIN` / `JITGATE_CLI_BIN`, set by `cargo xtask test`, else target/debug).
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use jitgate_agent::approval::{
     ApprovalClient, ApprovalRequest, Mode, Outcome, ScopeKind, new_approval_id,
 };
+use jitgate_agent::collector_tls;
 use jitgate_tests::collector::CollectorGuard;
 use jitgate_tests::process::bins;
 
@@ -42,11 +44,12 @@ fn receive_one(listener: &TcpListener) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-fn jitgate(url: &str, args: &[&str], token: Option<&str>) -> std::process::Output {
+fn jitgate(collector: &CollectorGuard, args: &[&str], token: Option<&str>) -> std::process::Output {
     let mut command = Command::new(bins().jitgate_cli);
-    command
+    collector
+        .cli_env(&mut command)
         .args(args)
-        .env("JITGATE_COLLECTOR", url)
+        .env("JITGATE_QUERY_TOKEN", jitgate_tests::collector::QUERY_TOKEN)
         .env_remove("JITGATE_AS")
         .env_remove("JITGATE_DECIDER_TOKEN");
     if let Some(token) = token {
@@ -86,7 +89,14 @@ async fn hold_request_is_notified_approved_by_a_person_and_audited() {
     .expect("start the collector");
     let url = collector.url();
 
-    let client = ApprovalClient::new(&url).expect("client");
+    // The agent's client, with the agent certificate the guard issued.
+    let certs = collector.certs().expect("mutual TLS");
+    let read = |path: &std::path::Path| std::fs::read(path).expect("read a certificate file");
+    let tls = collector_tls::client_config(
+        &read(&certs.ca),
+        Some(&(read(&certs.agent_cert), read(&certs.agent_key))),
+    );
+    let client = ApprovalClient::with_tls(&url, Some(&tls)).expect("client");
     let mut request = ApprovalRequest {
         id: new_approval_id(),
         session_id: new_approval_id(),
@@ -133,10 +143,14 @@ async fn hold_request_is_notified_approved_by_a_person_and_audited() {
     let waiting =
         tokio::spawn(async move { waiter.wait(&waiting_id, Duration::from_secs(30)).await });
 
-    let refused = jitgate(&url, &["approvals", "approve", &id, "--as", "alice"], None);
+    let refused = jitgate(
+        &collector,
+        &["approvals", "approve", &id, "--as", "alice"],
+        None,
+    );
     assert!(!refused.status.success(), "no token, no decision");
     let approved = jitgate(
-        &url,
+        &collector,
         &[
             "approvals",
             "approve",
@@ -163,7 +177,11 @@ async fn hold_request_is_notified_approved_by_a_person_and_audited() {
     };
     assert_eq!((by.as_str(), comment.as_str()), ("alice", "cleanup ok"));
 
-    let events = jitgate(&url, &["--json", "events", "--session", &session], None);
+    let events = jitgate(
+        &collector,
+        &["--json", "events", "--session", &session],
+        None,
+    );
     assert!(events.status.success());
     let kinds: Vec<serde_json::Value> = String::from_utf8_lossy(&events.stdout)
         .lines()

@@ -19,7 +19,7 @@ fn collector_guard_starts_listens_and_cleans_up() {
     );
     let collector = CollectorGuard::start(&bin).expect("starting the collector");
     assert!(
-        collector.url().starts_with("http://127.0.0.1:"),
+        collector.url().starts_with("https://127.0.0.1:"),
         "{}",
         collector.url()
     );

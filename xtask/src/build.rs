@@ -50,6 +50,45 @@ pub fn binaries(release: bool) -> anyhow::Result<Binaries> {
     parse_artifacts(&stdout)
 }
 
+/// Builds only the collector package's binaries (release when `release`) and returns the path
+/// of each of `names`, in order (e.g. `jitgate-collector`, `jitgate-ingest-load`).
+pub fn collector_binaries(release: bool, names: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut command = step::cargo([
+        "build",
+        "--package",
+        "jitgate-collector",
+        "--bins",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if release {
+        command.arg("--release");
+    }
+    let stdout = step::captured("build collector binaries", &mut command)?;
+    names
+        .iter()
+        .map(|name| {
+            executable_named(&stdout, name)?
+                .with_context(|| format!("cargo did not report the {name} binary"))
+        })
+        .collect()
+}
+
+/// The executable cargo reported for the target `name`, if any.
+fn executable_named(messages: &str, name: &str) -> anyhow::Result<Option<PathBuf>> {
+    let mut found = None;
+    for line in messages.lines().filter(|l| l.starts_with('{')) {
+        let message: Value =
+            serde_json::from_str(line).with_context(|| format!("cargo message {line:?}"))?;
+        if message["reason"] == "compiler-artifact"
+            && message["target"]["name"].as_str() == Some(name)
+            && let Some(executable) = message["executable"].as_str()
+        {
+            found = Some(PathBuf::from(executable));
+        }
+    }
+    Ok(found)
+}
+
 /// Picks the three executables out of cargo's JSON messages (`reason: compiler-artifact`).
 fn parse_artifacts(messages: &str) -> anyhow::Result<Binaries> {
     let mut agent = None;

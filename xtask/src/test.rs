@@ -6,7 +6,8 @@
 //!    each fuzz target for a bounded time ([`fuzz::TEST_SECONDS`]; skipped without cargo-fuzz);
 //! 4. build the binaries ([`build::binaries`]) and run the root integration tests
 //!    (`cargo test -p jitgate-tests --no-fail-fast -- --test-threads=1`) with `JITGATE_*_BIN`
-//!    pointing at them.
+//!    pointing at them; among them `collector_postgres`, the collector's storage suite on a
+//!    real PostgreSQL.
 //!
 //! Independent steps all run even when one fails, so one run reports every problem. Without
 //! root the integration tests are skipped, loudly; `--require-root` makes that a failure.

@@ -43,14 +43,29 @@ impl ApprovalClient {
     /// # Errors
     /// [`ApprovalError::InvalidUrl`] when `endpoint` is not a valid URI.
     pub fn new(endpoint: &str) -> Result<ApprovalClient, ApprovalError> {
+        ApprovalClient::with_tls(endpoint, None)
+    }
+
+    /// Like [`ApprovalClient::new`], with `tls` for an `https://` collector
+    /// ([`crate::collector_tls::from_config`]).
+    ///
+    /// # Errors
+    /// [`ApprovalError::InvalidUrl`] when `endpoint` is not a valid URI or `tls` holds unusable
+    /// PEM.
+    pub fn with_tls(
+        endpoint: &str,
+        tls: Option<&tonic::transport::ClientTlsConfig>,
+    ) -> Result<ApprovalClient, ApprovalError> {
         let invalid = |source| ApprovalError::InvalidUrl {
             url: endpoint.to_owned(),
             source,
         };
-        let channel = Endpoint::from_shared(endpoint.to_owned())
+        let plain = Endpoint::from_shared(endpoint.to_owned())
             .map_err(invalid)?
             .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let channel = crate::collector_tls::apply(plain, tls)
+            .map_err(invalid)?
             .connect_lazy();
         Ok(ApprovalClient {
             client: ApprovalsClient::new(channel),

@@ -1,23 +1,27 @@
-//! The background task that moves audit events from the sink's queue to the collector.
+//! The background task that moves audit events from the spool ([`super::spool`]) to the
+//! collector.
 //!
-//! One bidirectional `AuditIngest.Stream` call at a time. Events go out in `EventBatch`es: the
-//! first event of a batch waits [`LINGER`] for others (or until [`BATCH`] are queued). Every
-//! event sent is kept in an
-//! in-flight window (at most [`WINDOW`] events, in send order) until its `Ack` arrives. When the
-//! call or connection fails, the task waits (exponential backoff from [`BACKOFF_MIN`] to
-//! [`BACKOFF_MAX`]), reconnects and first resends the whole window, so delivery is at-least-once;
-//! the collector deduplicates by `event_id`. While disconnected, new events wait in the sink's
-//! queue. The task ends once every sink is dropped and everything queued is acknowledged.
+//! It reads committed events in spool order and streams them over one bidirectional
+//! `AuditIngest.Stream` call at a time, in `EventBatch`es: when new events are committed it
+//! waits [`LINGER`] for others (unless [`BATCH`] are already there). Every event sent is kept in
+//! an in-flight window (at most [`WINDOW`] events, in send order) until its `Ack` arrives; then
+//! it is deleted from the spool. When the call or connection fails, the task waits (exponential
+//! backoff from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]), reconnects and first resends the whole
+//! window; after an agent restart everything still in the spool is sent again. Delivery is
+//! at-least-once; the collector deduplicates by `event_id`. While disconnected, events wait in
+//! the spool (its size bound, not delivery, governs what happens when it fills).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
 use jitgate_proto::audit::v1::{Event, EventBatch, audit_ingest_client::AuditIngestClient};
+use prost::Message as _;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
+
+use super::spool::Spool;
 
 /// Most events sent but not yet acknowledged.
 pub const WINDOW: usize = 4096;
@@ -65,52 +69,42 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Where events go.
 #[derive(Debug)]
 pub enum Target {
-    /// Log each event (tracing target `jitgate::audit`) and count it as delivered.
+    /// Log each event (tracing target `jitgate::audit`), then delete it from the spool.
     Log,
     /// Stream to the collector at this endpoint.
     Collector(Box<Endpoint>),
 }
 
-/// Parses a collector URL into an endpoint with the agent's timeouts and keepalives.
-pub fn endpoint(url: &str) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(url.to_owned())?
+/// Parses a collector URL into an endpoint with the agent's timeouts and keepalives, and `tls`
+/// for an `https://` collector ([`crate::collector_tls`]).
+pub fn endpoint(
+    url: &str,
+    tls: Option<&tonic::transport::ClientTlsConfig>,
+) -> Result<Endpoint, tonic::transport::Error> {
+    let endpoint = Endpoint::from_shared(url.to_owned())?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(KEEPALIVE_TIMEOUT)
-        .keep_alive_while_idle(true))
+        .keep_alive_while_idle(true);
+    crate::collector_tls::apply(endpoint, tls)
 }
 
-/// Runs delivery until the queue is closed and drained; `acked` counts delivered events.
-pub async fn run(target: Target, queue: mpsc::Receiver<Event>, acked: Arc<watch::Sender<u64>>) {
+/// Runs delivery from `spool` for as long as the process lives.
+pub async fn run(target: Target, spool: Spool) {
+    let mut delivery = Delivery {
+        committed: spool.state(),
+        spool,
+        cursor: 0,
+        inflight: VecDeque::new(),
+    };
     match target {
-        Target::Log => log_only(queue, &acked).await,
+        Target::Log => delivery.log_only().await,
         Target::Collector(endpoint) => {
             let endpoint = *endpoint;
             let url = endpoint.uri().to_string();
-            let mut delivery = Delivery {
-                endpoint,
-                queue,
-                queue_closed: false,
-                inflight: VecDeque::new(),
-                acked,
-            };
-            delivery.run(&url).await;
+            delivery.run(&endpoint, &url).await;
         }
-    }
-}
-
-async fn log_only(mut queue: mpsc::Receiver<Event>, acked: &watch::Sender<u64>) {
-    while let Some(event) = queue.recv().await {
-        info!(
-            target: "jitgate::audit",
-            session_id = %event.session_id,
-            seq = event.seq,
-            event_id = %event.event_id,
-            kind = ?event.kind,
-            "audit event"
-        );
-        acked.send_modify(|n| *n += 1);
     }
 }
 
@@ -131,37 +125,110 @@ enum Disconnect {
     RequestClosed,
 }
 
+/// An event read from the spool and sent, waiting for its ack.
+struct Inflight {
+    row: i64,
+    size: u64,
+    event: Event,
+}
+
 struct Delivery {
-    endpoint: Endpoint,
-    queue: mpsc::Receiver<Event>,
-    queue_closed: bool,
+    spool: Spool,
+    /// Spool counters: `last_row` says what is committed.
+    committed: watch::Receiver<super::spool::SpoolState>,
+    /// Highest spool row read so far.
+    cursor: i64,
     /// Sent, not yet acknowledged, in send order.
-    inflight: VecDeque<Event>,
-    acked: Arc<watch::Sender<u64>>,
+    inflight: VecDeque<Inflight>,
 }
 
 impl Delivery {
-    async fn run(&mut self, url: &str) {
+    /// Waits until rows after the cursor are committed, lingers for more unless a batch is
+    /// there, and reads up to `limit` of them (undecodable rows are logged and deleted).
+    async fn next_events(&mut self, limit: usize) -> Vec<Inflight> {
+        let cursor = self.cursor;
+        let ready = self
+            .committed
+            .wait_for(|s| s.last_row > cursor)
+            .await
+            .map(|state| state.last_row - cursor);
+        let Ok(ready) = ready else {
+            return std::future::pending().await;
+        };
+        if ready < i64::try_from(BATCH).unwrap_or(i64::MAX) {
+            tokio::time::sleep(LINGER).await;
+        }
+        let spool = self.spool.clone();
+        let rows = tokio::task::spawn_blocking(move || spool.read_after(cursor, limit)).await;
+        let rows = match rows {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                error!(error = %e, "reading the audit spool failed; retrying");
+                tokio::time::sleep(BACKOFF_MAX).await;
+                return Vec::new();
+            }
+            Err(e) => {
+                error!(error = %e, "audit spool reader task failed; retrying");
+                tokio::time::sleep(BACKOFF_MAX).await;
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        let mut bad = Vec::new();
+        for row in rows {
+            self.cursor = row.id;
+            let size = row.body.len() as u64;
+            match Event::decode(row.body.as_slice()) {
+                Ok(event) => out.push(Inflight {
+                    row: row.id,
+                    size,
+                    event,
+                }),
+                Err(e) => {
+                    error!(row = row.id, error = %e, "undecodable audit spool row deleted");
+                    bad.push((row.id, size));
+                }
+            }
+        }
+        self.spool.delete(bad);
+        out
+    }
+
+    async fn log_only(&mut self) {
+        loop {
+            let events = self.next_events(BATCH).await;
+            let mut done = Vec::with_capacity(events.len());
+            for e in events {
+                let event = &e.event;
+                info!(
+                    target: "jitgate::audit",
+                    session_id = %event.session_id,
+                    seq = event.seq,
+                    event_id = %event.event_id,
+                    kind = ?event.kind,
+                    "audit event"
+                );
+                done.push((e.row, e.size));
+            }
+            self.spool.delete(done);
+        }
+    }
+
+    async fn run(&mut self, endpoint: &Endpoint, url: &str) {
         let mut backoff = BACKOFF_MIN;
         let mut failures: u64 = 0;
         loop {
-            match self.stream(url, &mut backoff).await {
-                Ok(()) => {
-                    debug!(url, "audit delivery finished: every event acknowledged");
-                    return;
-                }
-                Err(err) => {
-                    failures += 1;
-                    let cause = std::error::Error::source(&err)
-                        .map(ToString::to_string)
-                        .unwrap_or_default();
-                    // The first failure and then every 10th, so an absent collector is visible
-                    // without flooding the log.
-                    if failures == 1 || failures.is_multiple_of(10) {
-                        warn!(url, error = %err, cause, failures, unacked = self.inflight.len(),
-                            queued = self.queue.len(), retry_in = ?backoff, "audit collector unavailable");
-                    }
-                }
+            let Err(err) = self.stream(endpoint, url, &mut backoff).await;
+            failures += 1;
+            let cause = std::error::Error::source(&err)
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            // The first failure and then every 10th, so an absent collector is visible
+            // without flooding the log.
+            if failures == 1 || failures.is_multiple_of(10) {
+                let spooled = self.committed.borrow().rows;
+                warn!(url, error = %err, cause, failures, unacked = self.inflight.len(),
+                    spooled, retry_in = ?backoff, "audit collector unavailable");
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -169,12 +236,17 @@ impl Delivery {
     }
 
     /// One call: connect, resend the window, then pump events out and acks in until the call
-    /// ends. `Ok` once the queue is closed and everything is acknowledged.
-    async fn stream(&mut self, url: &str, backoff: &mut Duration) -> Result<(), Disconnect> {
-        let channel = self.endpoint.connect().await.map_err(Disconnect::Connect)?;
+    /// ends.
+    async fn stream(
+        &mut self,
+        endpoint: &Endpoint,
+        url: &str,
+        backoff: &mut Duration,
+    ) -> Result<std::convert::Infallible, Disconnect> {
+        let channel = endpoint.connect().await.map_err(Disconnect::Connect)?;
         let mut client = AuditIngestClient::new(channel);
         let (out, rx) = mpsc::channel::<EventBatch>(WINDOW);
-        for batch in batches(&self.inflight) {
+        for batch in batches(self.inflight.iter().map(|e| &e.event)) {
             out.try_send(batch).map_err(|_| Disconnect::RequestClosed)?;
         }
         let mut acks = client
@@ -187,11 +259,7 @@ impl Delivery {
             resent = self.inflight.len(),
             "audit stream to collector open"
         );
-        let mut batch = Vec::with_capacity(BATCH);
         loop {
-            if self.queue_closed && self.inflight.is_empty() {
-                return Ok(());
-            }
             let room = WINDOW - self.inflight.len();
             tokio::select! {
                 ack = acks.message() => match ack {
@@ -199,30 +267,21 @@ impl Delivery {
                         // Only a collector that stores events resets the backoff: one that
                         // accepts the call and then rejects every batch is retried slowly.
                         *backoff = BACKOFF_MIN;
+                        let mut done = Vec::with_capacity(ack.event_ids.len());
                         for event_id in &ack.event_ids {
-                            self.acknowledge(event_id);
+                            if let Some(row) = self.acknowledge(event_id) {
+                                done.push(row);
+                            }
                         }
+                        self.spool.delete(done);
                     }
                     Ok(None) => return Err(Disconnect::Closed),
                     Err(status) => return Err(Disconnect::Status(status)),
                 },
-                received = self.queue.recv_many(&mut batch, BATCH.min(room)), if room > 0 && !self.queue_closed => {
-                    if received == 0 {
-                        self.queue_closed = true;
-                        continue;
-                    }
-                    if batch.len() < BATCH.min(room) {
-                        tokio::time::sleep(LINGER).await;
-                        while batch.len() < BATCH.min(room) {
-                            match self.queue.try_recv() {
-                                Ok(event) => batch.push(event),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    let messages = batches(&batch);
+                events = self.next_events(room), if room > 0 => {
+                    let messages = batches(events.iter().map(|e| &e.event));
                     // Kept either way: if a send fails they are resent after reconnecting.
-                    self.inflight.extend(batch.drain(..));
+                    self.inflight.extend(events);
                     for message in messages {
                         out.try_send(message).map_err(|_| Disconnect::RequestClosed)?;
                     }
@@ -231,21 +290,27 @@ impl Delivery {
         }
     }
 
-    /// Removes an acknowledged event from the window; acks normally arrive in send order.
-    fn acknowledge(&mut self, event_id: &str) {
+    /// Removes an acknowledged event from the window (acks normally arrive in send order);
+    /// returns its spool row and size.
+    fn acknowledge(&mut self, event_id: &str) -> Option<(i64, u64)> {
         let position = if self
             .inflight
             .front()
-            .is_some_and(|e| e.event_id == event_id)
+            .is_some_and(|e| e.event.event_id == event_id)
         {
             Some(0)
         } else {
-            self.inflight.iter().position(|e| e.event_id == event_id)
+            self.inflight
+                .iter()
+                .position(|e| e.event.event_id == event_id)
         };
         match position.and_then(|i| self.inflight.remove(i)) {
-            Some(_) => self.acked.send_modify(|n| *n += 1),
+            Some(e) => Some((e.row, e.size)),
             // An ack for an event acknowledged before (resent after a reconnect).
-            None => debug!(event_id, "ack for an event not in flight"),
+            None => {
+                debug!(event_id, "ack for an event not in flight");
+                None
+            }
         }
     }
 }

@@ -1,16 +1,15 @@
-//! Per-connection audit numbering: one [`SessionAudit`] per client connection gives its events a
-//! shared session id and consecutive sequence numbers, so the collector can order a session's
-//! events and notice gaps.
+//! Per-connection audit trail: one [`SessionAudit`] per client connection (or per agent run,
+//! for lifecycle events) gives its events a shared session id, consecutive sequence numbers and
+//! the hash chain (`jitgate_proto::chain::seal`), and appends them to the spool.
 //!
-//! A session's events are never dropped for lack of room: when the sink's queue is full they
-//! wait in the session's backlog, in order, and the session stops reading its client until the
-//! backlog has drained ([`SessionAudit::drain`]). A session producing events faster than the
-//! collector stores them is slowed down; it cannot push out other sessions' events.
+//! Recording never waits and never drops: [`SessionAudit::record`] returns the event's spool
+//! ticket, and whoever must not go on before the event is on disk (the relay, before it tells
+//! the client a statement completed) waits for it with [`SessionAudit::durable`].
 
-use std::collections::VecDeque;
-use std::time::Duration;
-
-use jitgate_proto::audit::v1::{Event, event::Kind};
+use jitgate_proto::audit::v1::event::Kind;
+use jitgate_proto::chain;
+use prost::Message as _;
+use tokio::sync::watch;
 
 use super::AuditSink;
 
@@ -21,16 +20,18 @@ pub fn new_session_id() -> String {
 }
 
 /// The audit trail of one client connection: records events through an [`AuditSink`] with
-/// `seq` 0, 1, 2, … in call order.
+/// `seq` 0, 1, 2, … in call order, each sealed after the previous one.
 ///
-/// Not `Clone`: exactly one owner (the connection's task) numbers the events.
+/// Not `Clone`: exactly one owner numbers and chains the events.
 #[derive(Debug)]
 pub struct SessionAudit {
     sink: AuditSink,
     session_id: String,
     next_seq: u64,
-    /// Events waiting for room on the sink's queue, oldest first.
-    backlog: VecDeque<Event>,
+    /// `hash` of the last sealed event (empty before the first).
+    prev_hash: Vec<u8>,
+    /// Ticket of the last recorded event (0: none).
+    last_ticket: u64,
 }
 
 impl SessionAudit {
@@ -41,7 +42,8 @@ impl SessionAudit {
             sink,
             session_id: session_id.into(),
             next_seq: 0,
-            backlog: VecDeque::new(),
+            prev_hash: Vec::new(),
+            last_ticket: 0,
         }
     }
 
@@ -65,42 +67,30 @@ impl SessionAudit {
         &self.sink
     }
 
-    /// Records `kind` as the session's next event. Never waits: without room on the queue the
-    /// event joins the backlog (see [`SessionAudit::drain`]).
-    pub fn record(&mut self, kind: Kind) {
+    /// Records `kind` as the session's next event: stamps it, seals it onto the session's
+    /// chain and appends it to the spool. Never waits; returns the spool ticket (see
+    /// [`SessionAudit::durable`]).
+    pub fn record(&mut self, kind: Kind) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let event = self.sink.event(&self.session_id, seq, kind);
-        if !self.backlog.is_empty() {
-            self.backlog.push_back(event);
-        } else if let Some(event) = self.sink.try_enqueue(event) {
-            self.backlog.push_back(event);
-        }
+        let mut event = self.sink.event(&self.session_id, seq, kind);
+        self.prev_hash = chain::seal(&mut event, &self.prev_hash).to_vec();
+        self.last_ticket = self.sink.spool().append(event.encode_to_vec());
+        self.last_ticket
     }
 
-    /// Whether events are waiting for room on the queue.
-    pub fn has_backlog(&self) -> bool {
-        !self.backlog.is_empty()
+    /// "Committed up to ticket N", for waiting on tickets [`SessionAudit::record`] returned.
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.sink.spool().durable()
     }
 
-    /// Moves the backlog onto the queue as room appears. Cancel-safe: an event leaves the
-    /// backlog only once it is on the queue.
-    pub async fn drain(&mut self) {
-        while let Some(event) = self.backlog.front() {
-            let event = event.clone();
-            self.sink.enqueue(event).await;
-            self.backlog.pop_front();
-        }
+    /// Waits until the event with `ticket` is committed to the spool.
+    pub async fn committed(&self, ticket: u64) {
+        let _ = self.durable().wait_for(|n| *n >= ticket).await;
     }
 
-    /// [`SessionAudit::drain`] for at most `timeout`, at the end of a session; what is still
-    /// waiting then is dropped and counted (the collector is gone and the queue full).
-    pub async fn finish(&mut self, timeout: Duration) {
-        if tokio::time::timeout(timeout, self.drain()).await.is_err() {
-            for event in std::mem::take(&mut self.backlog) {
-                self.sink
-                    .drop_event(&event, "audit queue full at session end");
-            }
-        }
+    /// Waits until every event recorded so far is committed to the spool.
+    pub async fn flush(&self) {
+        self.committed(self.last_ticket).await;
     }
 }

@@ -1,206 +1,192 @@
 //! [`AuditSink`]: the process-wide, cheaply cloned handle through which the proxy records
-//! audit events, and the counters that let callers wait for delivery ([`AuditSink::flush`]).
+//! audit events into the durable spool ([`super::spool`]), and the counters that let callers
+//! wait for delivery ([`AuditSink::flush`]).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jitgate_proto::audit::v1::{Event, event::Kind};
-use tokio::sync::{mpsc, watch};
-use tracing::{error, warn};
+use tracing::warn;
 
+use super::AuditError;
 use super::delivery::{self, Target};
-use super::{AuditError, QUEUE_CAPACITY};
+use super::spool::{Spool, SpoolState, SpoolSync};
 
-/// Handle for recording audit events; clones share one queue and one delivery task.
-#[derive(Clone, Debug)]
-pub struct AuditSink {
-    shared: Arc<Shared>,
+/// Where and how the spool is kept (`[audit]` in the agent configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolSettings {
+    /// `spool_dir`: the directory holding `spool.db`.
+    pub dir: PathBuf,
+    /// `spool_max_bytes`: encoded event bytes at which the spool counts as full.
+    pub max_bytes: u64,
+    /// `spool_sync`.
+    pub sync: SpoolSync,
 }
 
-/// State shared by every clone of a sink and its delivery task.
-#[derive(Debug)]
-struct Shared {
-    queue: mpsc::Sender<Event>,
+/// Handle for recording audit events; clones share one spool and one delivery task.
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    spool: Spool,
     agent_host: String,
-    /// Events accepted onto the queue.
-    recorded: AtomicU64,
-    /// Events refused because the queue was full or delivery had stopped.
-    dropped: AtomicU64,
-    /// Events acknowledged by the collector (or logged, without a collector); the delivery
-    /// task holds the other reference, not the whole `Shared`, so that dropping every sink
-    /// closes the queue and lets the task finish.
-    acked: Arc<watch::Sender<u64>>,
+    /// The collector URL, for messages (`None`: events are only logged).
+    collector: Option<String>,
+    /// Events found in the spool when it was opened.
+    found_at_start: u64,
 }
 
 /// Delivery counters of an [`AuditSink`], for metrics and shutdown reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AuditStats {
-    /// Events accepted onto the queue since start.
+    /// Events recorded (appended to the spool) since start.
     pub recorded: u64,
-    /// Events acknowledged by the collector (or logged, without a collector).
+    /// Events acknowledged by the collector (or logged, without a collector) and deleted from
+    /// the spool since start.
     pub acked: u64,
-    /// Events lost because the queue was full.
-    pub dropped: u64,
+    /// Events in the spool now (committed, not yet acknowledged).
+    pub spooled: u64,
 }
 
 impl AuditStats {
-    /// Events recorded but not yet acknowledged (queued or in flight).
+    /// Events recorded but not yet acknowledged.
     pub fn pending(&self) -> u64 {
-        self.recorded.saturating_sub(self.acked)
+        self.spooled
     }
 }
 
 impl AuditSink {
-    /// Starts the background delivery task. `collector` is the collector's URL, e.g.
-    /// `http://127.0.0.1:50051`; `None` means events are only logged (tracing, target
-    /// `jitgate::audit`). `agent_host` is stamped on every event.
-    ///
-    /// An invalid URL is logged at error level and the sink falls back to logging events; use
-    /// [`AuditSink::try_spawn`] to reject it instead. Must be called inside a Tokio runtime.
-    pub fn spawn(collector: Option<String>, agent_host: String) -> AuditSink {
-        match AuditSink::try_spawn(collector.clone(), agent_host.clone()) {
-            Ok(sink) => sink,
-            Err(err) => {
-                error!(error = %err, ?collector, "audit events will only be logged");
-                AuditSink::start(Target::Log, agent_host)
-            }
-        }
-    }
-
-    /// Like [`AuditSink::spawn`], but fails on an invalid collector URL.
+    /// Opens the spool and starts the background delivery task. `collector` is the collector's
+    /// URL, e.g. `http://127.0.0.1:50051`; `None` means events are only logged (tracing, target
+    /// `jitgate::audit`) and then deleted; `tls` is the client TLS for an `https://` collector
+    /// ([`crate::collector_tls::from_config`]). `agent_host` is stamped on every event. Must be
+    /// called inside a Tokio runtime.
     ///
     /// # Errors
-    /// [`AuditError::InvalidCollectorUrl`] when `collector` does not parse as a URI.
-    pub fn try_spawn(
+    /// [`AuditError::InvalidCollectorUrl`] when `collector` does not parse as a URI or `tls`
+    /// holds unusable PEM; [`AuditError::Spool`] when the spool cannot be opened.
+    pub fn open(
+        spool: &SpoolSettings,
         collector: Option<String>,
+        tls: Option<&tonic::transport::ClientTlsConfig>,
         agent_host: String,
     ) -> Result<AuditSink, AuditError> {
-        let target = match collector {
+        let target = match &collector {
             None => Target::Log,
-            Some(url) => Target::Collector(Box::new(
-                delivery::endpoint(&url)
-                    .map_err(|source| AuditError::InvalidCollectorUrl { url, source })?,
-            )),
+            Some(url) => Target::Collector(Box::new(delivery::endpoint(url, tls).map_err(
+                |source| AuditError::InvalidCollectorUrl {
+                    url: url.clone(),
+                    source,
+                },
+            )?)),
         };
-        Ok(AuditSink::start(target, agent_host))
-    }
-
-    fn start(target: Target, agent_host: String) -> AuditSink {
-        AuditSink::start_with_capacity(target, agent_host, QUEUE_CAPACITY)
-    }
-
-    /// A sink delivering to the collector at `url` with a queue of `capacity` events (tests).
-    #[cfg(test)]
-    pub(crate) fn with_capacity(url: &str, agent_host: String, capacity: usize) -> AuditSink {
-        let endpoint = delivery::endpoint(url).expect("valid collector url");
-        AuditSink::start_with_capacity(Target::Collector(Box::new(endpoint)), agent_host, capacity)
-    }
-
-    fn start_with_capacity(target: Target, agent_host: String, capacity: usize) -> AuditSink {
-        let (queue, rx) = mpsc::channel(capacity);
-        let shared = Arc::new(Shared {
-            queue,
+        let spool = Spool::open(&spool.dir, spool.max_bytes, spool.sync)?;
+        let found_at_start = spool.state().borrow().rows;
+        tokio::spawn(delivery::run(target, spool.clone()));
+        Ok(AuditSink {
+            spool,
             agent_host,
-            recorded: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            acked: Arc::new(watch::Sender::new(0)),
-        });
-        tokio::spawn(delivery::run(target, rx, Arc::clone(&shared.acked)));
-        AuditSink { shared }
+            collector,
+            found_at_start,
+        })
     }
 
-    /// Records an event for a session: fills `event_id` (UUIDv7), `time_unix_us` (now) and
-    /// `agent_host`; `seq` comes from the caller's [`super::SessionAudit`].
-    ///
-    /// Never waits: the event goes onto the bounded queue, or, when the queue is full, is dropped
-    /// and counted in [`AuditStats::dropped`] with an error log. Sessions use
-    /// [`super::SessionAudit`], which waits for room instead of dropping.
-    pub fn record(&self, session_id: &str, seq: u64, kind: Kind) {
-        if let Some(event) = self.try_enqueue(self.event(session_id, seq, kind)) {
-            self.drop_event(&event, "audit queue full");
-        }
-    }
-
-    /// A new event of `kind` for `session_id` with sequence number `seq`, stamped now.
+    /// A new event of `kind` for `session_id` with sequence number `seq`, stamped now: fills
+    /// `event_id` (UUIDv7), `time_unix_us` and `agent_host`. Not sealed or recorded yet
+    /// ([`super::SessionAudit::record`] does both).
     pub fn event(&self, session_id: &str, seq: u64, kind: Kind) -> Event {
         Event {
             event_id: uuid::Uuid::now_v7().to_string(),
             session_id: session_id.to_owned(),
             seq,
             time_unix_us: now_unix_us(),
-            agent_host: self.shared.agent_host.clone(),
+            agent_host: self.agent_host.clone(),
             kind: Some(kind),
+            ..Event::default()
         }
     }
 
-    /// Puts `event` on the queue if there is room, or gives it back (`Some`) when the queue is
-    /// full. When delivery has stopped the event is dropped (and counted).
-    pub fn try_enqueue(&self, event: Event) -> Option<Event> {
-        match self.shared.queue.try_send(event) {
-            Ok(()) => {
-                self.shared.recorded.fetch_add(1, Ordering::SeqCst);
-                None
-            }
-            Err(mpsc::error::TrySendError::Full(event)) => Some(event),
-            Err(mpsc::error::TrySendError::Closed(event)) => {
-                self.drop_event(&event, "audit delivery stopped");
-                None
-            }
-        }
+    /// The spool events are recorded into.
+    pub fn spool(&self) -> &Spool {
+        &self.spool
     }
 
-    /// Waits for room on the queue, then puts `event` on it (dropped, and counted, only if
-    /// delivery has stopped).
-    pub async fn enqueue(&self, event: Event) {
-        match self.shared.queue.reserve().await {
-            Ok(permit) => {
-                permit.send(event);
-                self.shared.recorded.fetch_add(1, Ordering::SeqCst);
-            }
-            Err(_) => self.drop_event(&event, "audit delivery stopped"),
-        }
+    /// The collector URL (`None`: events are only logged).
+    pub fn collector(&self) -> Option<&str> {
+        self.collector.as_deref()
     }
 
-    /// Counts and (rate-limited) logs a lost event.
-    pub fn drop_event(&self, event: &Event, reason: &str) {
-        let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-        // Logging every drop while the collector is away would flood the log.
-        if dropped.is_power_of_two() || dropped.is_multiple_of(10_000) {
-            error!(session_id = %event.session_id, seq = event.seq, dropped, reason,
-                "audit event dropped");
-        }
+    /// Events found undelivered in the spool when it was opened.
+    pub fn found_at_start(&self) -> u64 {
+        self.found_at_start
     }
 
-    /// Waits until every event recorded so far is acknowledged by the collector (or logged,
-    /// without a collector) or `timeout` passes; returns the number still unacknowledged
-    /// (0 = all delivered). Dropped events are not waited for.
+    /// `Some(message)` while the spool is full: why new sessions are refused, for a person
+    /// ("audit spool full (N of M bytes): the collector at URL has not acknowledged events
+    /// since …").
+    pub fn full_message(&self) -> Option<String> {
+        let state = *self.spool.state().borrow();
+        if !state.full() {
+            return None;
+        }
+        let since = match state.last_delete_unix_us {
+            Some(us) => format!("{} (UTC)", format_unix_us(us)),
+            None => "this agent started".into(),
+        };
+        let who = match &self.collector {
+            Some(url) => format!("the collector at {url}"),
+            None => "the audit log".into(),
+        };
+        Some(format!(
+            "audit spool full ({} of {} bytes): {who} has not acknowledged events since {since}",
+            state.bytes, state.max_bytes
+        ))
+    }
+
+    /// Waits until every event recorded so far is committed and then acknowledged by the
+    /// collector (or logged, without a collector), or `timeout` passes; returns the number of
+    /// events still in the spool then (0 = all delivered).
     pub async fn flush(&self, timeout: Duration) -> usize {
-        let target = self.shared.recorded.load(Ordering::SeqCst);
-        let mut acked = self.shared.acked.subscribe();
-        let reached = tokio::time::timeout(timeout, acked.wait_for(|n| *n >= target))
-            .await
-            .is_ok();
-        if reached {
+        let target = self.spool.submitted();
+        let mut durable = self.spool.durable();
+        let mut state = self.spool.state();
+        let done = async {
+            let _ = durable.wait_for(|t| *t >= target).await;
+            let last = state.borrow().last_row;
+            let _ = state
+                .wait_for(|s| s.first_row.is_none_or(|first| first > last))
+                .await;
+        };
+        if tokio::time::timeout(timeout, done).await.is_ok() {
             return 0;
         }
-        let pending = target.saturating_sub(*acked.borrow());
+        let pending = self.spool.state().borrow().rows;
         warn!(pending, ?timeout, "audit flush timed out");
         usize::try_from(pending).unwrap_or(usize::MAX)
     }
 
-    /// Current delivery counters.
+    /// Current counters.
     pub fn stats(&self) -> AuditStats {
+        let state: SpoolState = *self.spool.state().borrow();
         AuditStats {
-            recorded: self.shared.recorded.load(Ordering::SeqCst),
-            acked: *self.shared.acked.borrow(),
-            dropped: self.shared.dropped.load(Ordering::Relaxed),
+            recorded: self.spool.appended(),
+            acked: state.deleted,
+            spooled: state.rows,
         }
     }
 }
 
+/// `us` (microseconds since the epoch) as RFC 3339, or the number when out of range.
+fn format_unix_us(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(us / 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| us.to_string())
+}
+
 /// Microseconds since the Unix epoch (0 if the clock is before 1970).
-fn now_unix_us() -> i64 {
+pub(crate) fn now_unix_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))

@@ -8,7 +8,24 @@ use jitgate_collector::server::Running;
 use jitgate_collector::storage::Store;
 use jitgate_proto::audit::v1::event::Kind;
 
-use super::{AuditSink, SessionAudit, new_session_id};
+use super::spool::SpoolSync;
+use super::{AuditSink, SessionAudit, SpoolSettings, new_session_id};
+
+/// A sink with its own spool in a fresh temporary directory (kept alive by the returned dir).
+fn sink_to(collector: Option<String>, max_bytes: u64) -> (tempfile::TempDir, AuditSink) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = open_in(dir.path(), collector, max_bytes);
+    (dir, sink)
+}
+
+fn open_in(dir: &std::path::Path, collector: Option<String>, max_bytes: u64) -> AuditSink {
+    let settings = SpoolSettings {
+        dir: dir.join("spool"),
+        max_bytes,
+        sync: SpoolSync::Normal,
+    };
+    AuditSink::open(&settings, collector, None, "runner-test".into()).expect("open sink")
+}
 
 async fn collector_on(addr: SocketAddr) -> (tempfile::TempDir, Store, Running) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -31,12 +48,12 @@ fn record_sample_session(sink: &AuditSink) -> String {
 #[tokio::test]
 async fn events_are_delivered_and_acknowledged() {
     let (_dir, store, server) = collector_on("127.0.0.1:0".parse().expect("addr")).await;
-    let sink = AuditSink::spawn(Some(server.url()), "runner-test".into());
+    let (_spool, sink) = sink_to(Some(server.url()), 1 << 30);
     let session_id = record_sample_session(&sink);
 
     assert_eq!(sink.flush(Duration::from_secs(20)).await, 0);
     let stats = sink.stats();
-    assert_eq!((stats.recorded, stats.acked, stats.dropped), (4, 4, 0));
+    assert_eq!((stats.recorded, stats.acked, stats.spooled), (4, 4, 0));
 
     let events = store.events(session_id.clone()).await.expect("events");
     assert_eq!(events.len(), 4);
@@ -69,7 +86,7 @@ async fn events_recorded_before_the_collector_starts_are_delivered() {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port");
-    let sink = AuditSink::spawn(Some(format!("http://{addr}")), "runner-test".into());
+    let (_spool, sink) = sink_to(Some(format!("http://{addr}")), 1 << 30);
     let session_id = record_sample_session(&sink);
 
     assert_eq!(
@@ -88,7 +105,7 @@ async fn events_recorded_before_the_collector_starts_are_delivered() {
 async fn delivery_resumes_after_a_collector_restart() {
     let (dir, store, server) = collector_on("127.0.0.1:0".parse().expect("addr")).await;
     let addr = server.addr;
-    let sink = AuditSink::spawn(Some(server.url()), "runner-test".into());
+    let (_spool, sink) = sink_to(Some(server.url()), 1 << 30);
     let mut session = SessionAudit::new(sink.clone(), new_session_id());
     let mut kinds = fixtures::session_kinds().into_iter();
     for kind in kinds.by_ref().take(2) {
@@ -119,7 +136,7 @@ async fn delivery_resumes_after_a_collector_restart() {
 
 #[tokio::test]
 async fn without_a_collector_events_are_logged_and_count_as_delivered() {
-    let sink = AuditSink::spawn(None, "runner-test".into());
+    let (_spool, sink) = sink_to(None, 1 << 30);
     record_sample_session(&sink);
     assert_eq!(sink.flush(Duration::from_secs(5)).await, 0);
     assert_eq!(sink.stats().acked, 4);
@@ -127,42 +144,109 @@ async fn without_a_collector_events_are_logged_and_count_as_delivered() {
 
 #[tokio::test]
 async fn invalid_collector_url_is_rejected_by_try_spawn() {
-    let err = AuditSink::try_spawn(Some("not a url".into()), "h".into()).expect_err("invalid");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = SpoolSettings {
+        dir: dir.path().join("spool"),
+        max_bytes: 1 << 20,
+        sync: SpoolSync::Full,
+    };
+    let err = AuditSink::open(&settings, Some("not a url".into()), None, "h".into())
+        .expect_err("invalid");
     assert!(err.to_string().contains("not a url"), "{err}");
 }
 
+/// A collector address nothing listens on (yet).
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
 #[tokio::test]
-async fn a_full_queue_holds_a_sessions_events_back_instead_of_dropping_them() {
-    // No collector yet: nothing leaves the queue of 8.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let sink = AuditSink::with_capacity(&format!("http://{addr}"), "runner-test".into(), 8);
+async fn events_recorded_before_a_restart_are_delivered_by_the_next_run() {
+    let addr = free_addr();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_owned();
+    // The first run, in its own runtime, ends (and its delivery task with it) undelivered.
+    let session_id = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async {
+            let sink = open_in(&path, Some(format!("http://{addr}")), 1 << 30);
+            let mut session = SessionAudit::start(sink.clone());
+            for kind in fixtures::session_kinds() {
+                session.record(kind);
+            }
+            session.flush().await;
+            assert_eq!(sink.stats().spooled, 4, "committed, nobody to ack");
+            session.session_id().to_owned()
+        })
+    })
+    .join()
+    .expect("first run");
+    let sink = open_in(dir.path(), Some(format!("http://{addr}")), 1 << 30);
+    assert_eq!(sink.found_at_start(), 4);
+    let (_db, store, server) = collector_on(addr).await;
+    assert_eq!(sink.flush(Duration::from_secs(20)).await, 0);
+    let events = store.events(session_id).await.expect("events");
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [0, 1, 2, 3]);
+    let report = jitgate_proto::chain::verify(&events);
+    assert!(report.intact(), "{report:?}");
+    server.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn session_events_are_sealed_onto_one_chain_in_the_spool() {
+    let (_spool, sink) = sink_to(Some(format!("http://{}", free_addr())), 1 << 30);
+    let mut session = SessionAudit::start(sink.clone());
+    let mut tickets = Vec::new();
+    for kind in fixtures::session_kinds() {
+        tickets.push(session.record(kind));
+    }
+    assert!(tickets.windows(2).all(|w| w[0] < w[1]), "{tickets:?}");
+    session.flush().await;
+    let rows = sink.spool().read_after(0, 100).expect("read");
+    let events: Vec<jitgate_proto::audit::v1::Event> = rows
+        .iter()
+        .map(|r| prost::Message::decode(r.body.as_slice()).expect("decode"))
+        .collect();
+    assert_eq!(events.len(), 4);
+    assert!(events[0].prev_hash.is_empty());
+    assert_eq!(events[1].prev_hash, events[0].hash);
+    let report = jitgate_proto::chain::verify(&events);
+    assert!(report.intact(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_full_spool_says_so_and_keeps_every_event() {
+    // No collector: nothing leaves the spool.
+    let addr = free_addr();
+    let (_spool, sink) = sink_to(Some(format!("http://{addr}")), 200);
+    assert!(sink.full_message().is_none());
     let mut session = SessionAudit::new(sink.clone(), new_session_id());
     for _ in 0..5 {
         for kind in fixtures::session_kinds() {
             session.record(kind);
         }
     }
-    assert!(session.has_backlog(), "20 events do not fit a queue of 8");
-    let stats = sink.stats();
-    assert_eq!(stats.dropped, 0);
-    assert!(stats.recorded <= 8 + super::delivery::WINDOW as u64);
+    session.flush().await;
+    let message = sink.full_message().expect("full");
+    assert!(message.starts_with("audit spool full ("), "{message}");
+    assert!(
+        message.contains(&format!("the collector at http://{addr}")),
+        "{message}"
+    );
+    assert_eq!(sink.stats().spooled, 20, "full, yet nothing dropped");
 
     let (_dir, store, server) = collector_on(addr).await;
-    tokio::time::timeout(Duration::from_secs(30), session.drain())
-        .await
-        .expect("the backlog drains once the collector is there");
     assert_eq!(sink.flush(Duration::from_secs(30)).await, 0);
+    assert!(sink.full_message().is_none(), "drained below the limit");
     let events = store
         .events(session.session_id().to_owned())
         .await
         .expect("events");
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (0..20).collect::<Vec<u64>>(), "all of them, in order");
-    assert_eq!(sink.stats().dropped, 0);
+    assert!(jitgate_proto::chain::verify(&events).intact());
     server.stop().await.expect("stop");
 }

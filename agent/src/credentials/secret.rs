@@ -25,11 +25,10 @@ pub fn read_root_only(path: &Path) -> Result<String, CredentialError> {
     if !meta.is_file() {
         return Err(unreadable("not a regular file".into()));
     }
-    let mode = meta.mode() & 0o7777;
-    if meta.uid() != 0 || mode & GROUP_OTHER != 0 {
+    if let Some((uid, mode)) = not_root_only(&meta) {
         return Err(CredentialError::SecretPermissions {
             path: path.to_owned(),
-            uid: meta.uid(),
+            uid,
             mode,
         });
     }
@@ -42,6 +41,14 @@ pub fn read_root_only(path: &Path) -> Result<String, CredentialError> {
         return Err(unreadable("the first line is empty".into()));
     }
     Ok(password)
+}
+
+/// The owner and permission bits of a file (`meta`) that is not root's alone — not owned by
+/// uid 0, or with any group or other permission —; `None` when it is. Also used for the
+/// collector client key ([`crate::collector_tls`]).
+pub fn not_root_only(meta: &std::fs::Metadata) -> Option<(u32, u32)> {
+    let mode = meta.mode() & 0o7777;
+    (meta.uid() != 0 || mode & GROUP_OTHER != 0).then_some((meta.uid(), mode))
 }
 
 #[cfg(test)]

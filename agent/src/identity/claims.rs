@@ -118,6 +118,36 @@ impl WorkloadIdentity {
         self.first_claim(&["workflow", "ci_config_ref_uri"])
     }
 
+    /// The CI context claims for the audit trail (`SessionStarted.ci`), only those present, in
+    /// the fixed order of [`CI_CLAIMS_GITHUB`], [`CI_CLAIMS_GITLAB`] or [`CI_CLAIMS_ENTRA`] by the
+    /// issuer's kind (an issuer of another kind: all three lists in that order, each name once).
+    /// String claims are carried as they are, others as compact JSON.
+    pub fn ci_claims(&self) -> Vec<jitgate_proto::audit::v1::Claim> {
+        let lists: &[&[&str]] = match self.kind() {
+            IssuerKind::GithubActions => &[CI_CLAIMS_GITHUB],
+            IssuerKind::Gitlab => &[CI_CLAIMS_GITLAB],
+            IssuerKind::Entra => &[CI_CLAIMS_ENTRA],
+            IssuerKind::Other => &[CI_CLAIMS_GITHUB, CI_CLAIMS_GITLAB, CI_CLAIMS_ENTRA],
+        };
+        let mut seen = std::collections::HashSet::new();
+        lists
+            .iter()
+            .flat_map(|list| list.iter())
+            .filter(|name| seen.insert(**name))
+            .filter_map(|name| {
+                let value = match self.claims.get(*name)? {
+                    Value::Null => return None,
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                Some(jitgate_proto::audit::v1::Claim {
+                    name: (*name).to_owned(),
+                    value,
+                })
+            })
+            .collect()
+    }
+
     /// The identity as an audit record.
     pub fn to_audit(&self) -> jitgate_proto::audit::v1::Identity {
         jitgate_proto::audit::v1::Identity {
@@ -137,6 +167,33 @@ impl WorkloadIdentity {
         }
     }
 }
+
+/// GitHub Actions claims recorded as CI context, in this order.
+pub const CI_CLAIMS_GITHUB: &[&str] = &[
+    "repository",
+    "ref",
+    "sha",
+    "workflow",
+    "job_workflow_ref",
+    "run_id",
+    "run_attempt",
+    "actor",
+    "environment",
+    "event_name",
+];
+
+/// GitLab CI claims recorded as CI context, in this order.
+pub const CI_CLAIMS_GITLAB: &[&str] = &[
+    "project_path",
+    "ref",
+    "pipeline_id",
+    "job_id",
+    "user_login",
+    "environment",
+];
+
+/// Entra ID claims recorded as CI context, in this order (`appid` in v1 tokens, `azp` in v2).
+pub const CI_CLAIMS_ENTRA: &[&str] = &["tid", "oid", "appid", "azp"];
 
 /// The kinds of issuer whose claim sets jitgate knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,6 +322,67 @@ mod tests {
             1_900_000_000
         );
         assert_eq!(identity(json!({})).expires_at, 0);
+    }
+
+    #[test]
+    fn ci_claims_in_fixed_order() {
+        let pairs = |i: &WorkloadIdentity| -> Vec<(String, String)> {
+            i.ci_claims()
+                .into_iter()
+                .map(|c| (c.name, c.value))
+                .collect()
+        };
+        let gh = identity(json!({"iss": "https://token.actions.githubusercontent.com",
+            "event_name": "push", "actor": "octo", "run_attempt": 2, "sha": "abc",
+            "repository": "o/r", "ref": "refs/heads/main", "workflow": "ci", "run_id": "9",
+            "environment": null, "extra": "ignored", "project_path": "not/gitlab"}));
+        let want: Vec<(String, String)> = [
+            ("repository", "o/r"),
+            ("ref", "refs/heads/main"),
+            ("sha", "abc"),
+            ("workflow", "ci"),
+            ("run_id", "9"),
+            ("run_attempt", "2"),
+            ("actor", "octo"),
+            ("event_name", "push"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+        assert_eq!(pairs(&gh), want);
+        let gl = identity(
+            json!({"project_path": "g/p", "pipeline_id": 77, "ref": "main",
+            "job_id": "5", "user_login": "u", "environment": {"name": "prod"}}),
+        );
+        assert_eq!(
+            pairs(&gl),
+            [
+                ("project_path", "g/p"),
+                ("ref", "main"),
+                ("pipeline_id", "77"),
+                ("job_id", "5"),
+                ("user_login", "u"),
+                ("environment", "{\"name\":\"prod\"}"),
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        let entra = identity(
+            json!({"iss": "https://sts.windows.net/t/", "azp": "a", "oid": "o",
+            "tid": "t"}),
+        );
+        assert_eq!(
+            pairs(&entra),
+            [("tid", "t"), ("oid", "o"), ("azp", "a")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+        let other = identity(
+            json!({"iss": "https://idp.example", "sub": "svc", "oid": "o",
+            "ref": "r", "job_id": 3}),
+        );
+        assert_eq!(
+            pairs(&other),
+            [("ref", "r"), ("job_id", "3"), ("oid", "o")]
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
     }
 
     #[test]

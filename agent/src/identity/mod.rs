@@ -10,6 +10,7 @@
 //! OIDC discovery ([`discovery`], over [`http`]). [`claims`] is the identity policy and audit
 //! use.
 
+pub mod ancestry;
 pub mod claims;
 pub mod creds;
 pub mod discovery;

@@ -45,7 +45,8 @@ pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
     parse_stat(&stat)
 }
 
-fn parse_stat(stat: &str) -> Option<Vec<String>> {
+/// [`stat_fields`] of the text of a `/proc/<pid>/stat` file.
+pub fn parse_stat(stat: &str) -> Option<Vec<String>> {
     let after = stat.get(stat.rfind(')')? + 1..)?;
     Some(after.split_whitespace().map(str::to_owned).collect())
 }

@@ -14,6 +14,9 @@ pub struct MaskCatalog {
     /// Row types (`pg_class.reltype`) of tables with protected columns: a whole-row value of
     /// such a table (`SELECT c FROM customers c`) carries the protected values inside it.
     rowtypes: HashSet<u32>,
+    /// Protected column names by table name (`relname`, any schema), for the parameter rule of
+    /// the audit trail ([`MaskCatalog::protected_columns_of`]).
+    names: HashMap<String, HashSet<String>>,
 }
 
 impl MaskCatalog {
@@ -33,6 +36,26 @@ impl MaskCatalog {
     /// Whether `type_oid` is the row type of a table with protected columns.
     pub fn is_protected_rowtype(&self, type_oid: u32) -> bool {
         self.rowtypes.contains(&type_oid)
+    }
+
+    /// The names of the protected columns of the relations in `tables` (as a statement names
+    /// them: `schema.table` or `table`). A relation is matched by its name alone, whatever its
+    /// schema, so a name that may mean a protected table counts as one (fails closed).
+    pub fn protected_columns_of<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) -> HashSet<&str> {
+        let mut columns = HashSet::new();
+        if self.names.is_empty() {
+            return columns;
+        }
+        for table in tables {
+            let name = table.rsplit('.').next().unwrap_or(table);
+            if let Some(found) = self.names.get(name) {
+                columns.extend(found.iter().map(String::as_str));
+            }
+        }
+        columns
     }
 
     /// Adds a resolved column.
@@ -62,6 +85,11 @@ impl MaskCatalog {
             };
             if let Some(mask) = masks.iter().find(|m| m.column == name) {
                 catalog.insert(oid, attnum, mask.strategy.clone());
+                catalog
+                    .names
+                    .entry(table.clone())
+                    .or_default()
+                    .insert(column.clone());
                 if let Ok(reltype) = reltype.parse::<u32>() {
                     catalog.rowtypes.insert(reltype);
                 }
@@ -136,5 +164,17 @@ mod tests {
         assert_eq!(c.get(16390, 2), None);
         assert_eq!(c.get(0, 3), None);
         assert!(c.is_protected_rowtype(16392));
+        let names = |tables: &[&'static str]| {
+            let mut v: Vec<String> = c
+                .protected_columns_of(tables.iter().copied())
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&["public.customers"]), vec!["email"]);
+        assert_eq!(names(&["other.customers", "orders"]), vec!["email"]);
+        assert!(names(&["orders"]).is_empty());
     }
 }

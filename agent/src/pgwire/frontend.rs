@@ -123,26 +123,33 @@ pub struct Bind<'a> {
     pub portal: &'a str,
     /// Source prepared statement; empty for the unnamed statement.
     pub statement: &'a str,
+    /// Parameter format codes: empty = all text, one = applies to all, else one per parameter.
+    pub param_formats: Vec<i16>,
+    /// Parameter values in order (`None`: NULL, length -1).
+    pub params: Vec<Option<&'a [u8]>>,
     /// Result-column format codes: empty = all text, one = applies to all, else one per column.
     pub result_formats: Vec<i16>,
 }
 
 impl<'a> Bind<'a> {
-    /// Parses a Bind body, skipping over parameter values.
+    /// Parses a Bind body.
     pub fn decode(body: &'a Bytes) -> Result<Self, WireError> {
         let mut r = Reader::new(body, "Bind");
         let portal = r.cstr()?;
         let statement = r.cstr()?;
         let n_formats = r.u16()?;
+        let mut param_formats = Vec::with_capacity(usize::from(n_formats).min(body.len() / 2));
         for _ in 0..n_formats {
-            r.u16()?;
+            param_formats.push(r.u16()? as i16);
         }
         let n_params = r.u16()?;
+        let mut params = Vec::with_capacity(usize::from(n_params).min(body.len() / 4));
         for _ in 0..n_params {
             let len = r.i32()?;
-            if len > 0 {
-                r.skip(len as usize)?;
-            }
+            params.push(match usize::try_from(len) {
+                Ok(len) => Some(r.bytes(len)?),
+                Err(_) => None,
+            });
         }
         let n_results = r.u16()?;
         let mut result_formats = Vec::with_capacity(usize::from(n_results).min(body.len() / 2));
@@ -152,6 +159,8 @@ impl<'a> Bind<'a> {
         Ok(Self {
             portal,
             statement,
+            param_formats,
+            params,
             result_formats,
         })
     }

@@ -9,6 +9,7 @@ use pg_query::NodeEnum;
 use pg_query::protobuf::{CopyStmt, TransactionStmtKind};
 
 use super::access::{self, Object, QualifiedName, Touch};
+use super::params::ParamTies;
 use super::{StatementKind, integrity};
 
 /// The analysis of one query string (one or more statements).
@@ -34,6 +35,11 @@ pub struct Analysis {
     /// ([`super::integrity`]), or `search_path` to a value it cannot read; such strings are
     /// always refused.
     pub integrity: Option<String>,
+    /// `pg_query` fingerprint of the text (hex; constants do not change it), as approvals and
+    /// the audit trail name the statement's shape; empty when it cannot be computed.
+    pub fingerprint: String,
+    /// Which column each `$n` parameter is tied to ([`super::params`]).
+    pub params: ParamTies,
 }
 
 impl Analysis {
@@ -64,6 +70,8 @@ impl Analysis {
             prepares: BTreeSet::new(),
             statements: 1,
             integrity,
+            fingerprint: String::new(),
+            params: ParamTies::default(),
         }
     }
 }
@@ -136,7 +144,12 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
         prepares: BTreeSet::new(),
         statements: parsed.protobuf.stmts.len(),
         integrity: None,
+        fingerprint: pg_query::fingerprint(sql)
+            .map(|f| f.hex)
+            .unwrap_or_default(),
+        params: ParamTies::default(),
     };
+    let mut trees = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
         let Some(stmt) = raw.stmt.as_ref() else {
             continue;
@@ -162,6 +175,7 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
             message: format!("the parse tree could not be walked: {e}"),
         })?;
         let found = access::walk_statement(&tree);
+        trees.push(tree);
         if let Some(reason) = settings_write(&found) {
             analysis.integrity.get_or_insert(reason);
         }
@@ -182,6 +196,7 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
         analysis.executes.extend(found.executes);
         analysis.kinds.extend(kinds);
     }
+    analysis.params = ParamTies::of(&trees);
     Ok(analysis)
 }
 

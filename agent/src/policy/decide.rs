@@ -35,6 +35,9 @@ pub struct Denial {
     pub kind: Option<StatementKind>,
     /// The message for the client and the audit trail.
     pub reason: String,
+    /// `@id`s of the forbid policies that denied it (all of them for the denied request);
+    /// empty for `default-deny` and the agent's own rules.
+    pub policies: Vec<String>,
 }
 
 /// A query string that may run once approved.
@@ -257,6 +260,7 @@ impl SessionPolicy {
                         "jitgate: EXECUTE {name} runs a statement that was not prepared through \
                          jitgate in this session, so what it runs cannot be decided"
                     ),
+                    policies: Vec::new(),
                 });
             };
             for p in prepared {
@@ -271,6 +275,7 @@ impl SessionPolicy {
                 rule: "policy-error".into(),
                 kind: None,
                 reason: format!("jitgate: the statement could not be authorized: {e}"),
+                policies: Vec::new(),
             }),
         }
     }
@@ -415,6 +420,7 @@ impl SessionPolicy {
                     pending.label,
                     verdict.errors.join("; ")
                 ),
+                policies: Vec::new(),
             };
         }
         match verdict.policies.first() {
@@ -432,6 +438,7 @@ impl SessionPolicy {
                         .map(|r| format!(": {r}"))
                         .unwrap_or_default()
                 ),
+                policies: dedup(verdict.policies.iter().map(|p| p.id.clone())),
             },
             None => Denial {
                 rule: "default-deny".into(),
@@ -440,6 +447,7 @@ impl SessionPolicy {
                     "jitgate: no policy permits {class} on {} for {}",
                     pending.label, self.label
                 ),
+                policies: Vec::new(),
             },
         }
     }

@@ -14,6 +14,8 @@ pub mod entities;
 pub mod explain;
 pub mod integrity;
 pub mod kind;
+pub mod params;
+pub mod slot;
 #[cfg(test)]
 mod tests;
 
@@ -22,3 +24,4 @@ pub use cache::Analyzer;
 pub use decide::{ApprovalNeeded, Decision, Denial, SessionFacts, SessionPolicy};
 pub use engine::{ApprovalMode, PolicyEngine, PolicyError};
 pub use kind::StatementKind;
+pub use slot::PolicySlot;

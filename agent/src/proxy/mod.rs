@@ -7,7 +7,9 @@
 pub mod cancel;
 pub mod listener;
 pub mod negotiate;
+pub mod params;
 pub mod pending;
+pub mod sample;
 pub mod session;
 pub mod startup;
 pub mod upstream;
@@ -23,7 +25,7 @@ use crate::config::TargetConfig;
 use crate::identity::Identifier;
 use crate::pgwire::WireError;
 use crate::pgwire::backend::ErrorFields;
-use crate::policy::{Analyzer, PolicyEngine};
+use crate::policy::{Analyzer, PolicySlot};
 
 /// Errors of one proxied session.
 #[derive(Debug, Error)]
@@ -112,8 +114,9 @@ pub struct Context {
     pub redirector: Arc<Redirector>,
     /// Workload identity: token sources and validation.
     pub identity: Identifier,
-    /// The Cedar policies.
-    pub policy: Arc<PolicyEngine>,
+    /// The Cedar policies in force (replaced on SIGHUP; each session keeps the set it started
+    /// with).
+    pub policy: PolicySlot,
     /// SQL analysis cache.
     pub analyzer: Analyzer,
     /// Protected targets.
@@ -132,6 +135,8 @@ pub struct Context {
     pub approvals: Option<crate::approval::ApprovalClient>,
     /// How long a held statement waits for approval.
     pub approval_hold: std::time::Duration,
+    /// Result rows sampled per statement for the audit trail (`[audit] sample_rows`).
+    pub sample_rows: usize,
     /// This host's name in audit events and approval requests.
     pub host_name: String,
     /// The cancel keys of the live sessions.

@@ -42,6 +42,8 @@ pub struct Negotiated {
     pub writer: BoxWrite,
     /// Whether the connection is TLS (SSLRequest answered 'S', or direct TLS).
     pub tls: bool,
+    /// What the TLS handshake negotiated, when `tls`.
+    pub tls_info: Option<jitgate_proto::audit::v1::Tls>,
 }
 
 /// TLS record type of a handshake, the first byte of a ClientHello.
@@ -97,6 +99,7 @@ fn plain(stream: TcpStream, first: StartupFrame) -> Negotiated {
         reader: Box::new(reader),
         writer: Box::new(writer),
         tls: false,
+        tls_info: None,
     }
 }
 
@@ -124,11 +127,13 @@ pub async fn negotiate(
     let Some(first) = until_startup(&mut tls_stream, false).await? else {
         return Err(ProxyError::Client(WireError::Closed));
     };
+    let tls_info = crate::tls::info::of_server(tls_stream.get_ref().1);
     let (reader, writer) = tokio::io::split(tls_stream);
     Ok(Negotiated {
         first,
         reader: Box::new(reader),
         writer: Box::new(writer),
         tls: true,
+        tls_info: Some(tls_info),
     })
 }

@@ -16,6 +16,8 @@ pub struct Rejection {
     pub sqlstate: &'static str,
     /// Rule id (or `unparseable`).
     pub rule: String,
+    /// The approval request it is refused pending (or that was denied or expired).
+    pub approval_id: Option<String>,
     /// Message for the client and the audit trail.
     pub message: String,
     /// Hint for the client.
@@ -29,6 +31,8 @@ pub struct PreparedStatement {
     pub sql: Arc<str>,
     /// Its analysis (absent when it was refused).
     pub analysis: Option<Arc<Analysis>>,
+    /// How it was decided at Parse, for the audit events of its executions.
+    pub verdict: Verdict,
 }
 
 /// A portal as the agent knows it.
@@ -36,6 +40,18 @@ pub struct PreparedStatement {
 pub struct Portal {
     /// The statement it was bound from.
     pub statement: Arc<PreparedStatement>,
+    /// The Bind's parameters as the audit trail records them ([`crate::proxy::params`]).
+    pub parameters: Arc<[jitgate_proto::audit::v1::Parameter]>,
+}
+
+/// What decided a statement, for its audit event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// `@id`s of the Cedar policies that determined the decision: the permitting policies of an
+    /// allow, the forbid policies of a denial, the policies requiring an approval.
+    pub policies: Vec<String>,
+    /// The approval (or grant's approval) it ran under, or is refused pending.
+    pub approval_id: Option<String>,
 }
 
 /// Progress of one statement execution, for its audit event.
@@ -49,8 +65,16 @@ pub struct Execution {
     pub analysis: Option<Arc<Analysis>>,
     /// Set when the agent refused it.
     pub rejection: Option<Rejection>,
+    /// What decided it.
+    pub verdict: Verdict,
+    /// Bound parameters (extended protocol), as recorded.
+    pub parameters: Arc<[jitgate_proto::audit::v1::Parameter]>,
     /// DataRows sent to the client.
     pub rows: u64,
+    /// Bytes of the DataRow messages sent to the client (after masking).
+    pub bytes: u64,
+    /// The first rows sent to the client.
+    pub sample: Option<Box<crate::proxy::sample::Sampler>>,
     /// Values masked.
     pub masked: u64,
     /// CommandComplete tags.
@@ -80,7 +104,11 @@ impl Execution {
             protocol,
             analysis,
             rejection,
+            verdict: Verdict::default(),
+            parameters: Arc::from([]),
             rows: 0,
+            bytes: 0,
+            sample: None,
             masked: 0,
             tags: Vec::new(),
             sqlstate: None,

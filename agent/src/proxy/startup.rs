@@ -28,7 +28,7 @@ use super::upstream::{self, Login};
 use super::{Context, ProxyError, Target, UpstreamCredential};
 use crate::audit::SessionAudit;
 use crate::bpf::SockAddrExt as _;
-use crate::identity::{PasswordChannel, WorkloadIdentity, process};
+use crate::identity::{PasswordChannel, WorkloadIdentity, ancestry, process};
 use crate::masking::{MaskCatalog, catalog::resolve_query};
 use crate::pgwire::backend::BACKEND_KEY_DATA_TAG;
 use crate::pgwire::codec::{READ_BUFFER, TaggedCodec, codes};
@@ -55,7 +55,6 @@ pub async fn serve(ctx: Arc<Context>, stream: TcpStream, peer: SocketAddr) {
     let result = serve_inner(&ctx, stream, peer, &mut audit)
         .instrument(span)
         .await;
-    audit.finish(AUDIT_FINISH_TIMEOUT).await;
     if let Err(e) = result {
         tracing::info!(error = %e, %peer, "session ended with an error");
     }
@@ -71,6 +70,7 @@ fn process_record(info: &ConnInfo) -> pb::Process {
         cgroup_id: p.cgroup_id,
         comm: process::comm_of(p),
         exe: process::exe_of(p.tgid),
+        ..pb::Process::default()
     }
 }
 
@@ -127,6 +127,7 @@ async fn serve_inner(
         mut reader,
         mut writer,
         tls: client_tls,
+        tls_info: client_tls_info,
     } = negotiated;
 
     let Some(info) = info else {
@@ -168,6 +169,20 @@ async fn serve_inner(
     if first.code == codes::CANCEL_REQUEST {
         // The key is one the agent issued: sent on to its session's server, or dropped.
         return cancel::route(ctx, target, &first.body).await;
+    }
+    // Fail closed while the audit spool is full: open sessions go on, new ones are refused.
+    if let Some(message) = ctx.audit.full_message() {
+        let refusal = Refusal {
+            sqlstate: "53400".into(),
+            message: format!("jitgate: {message}"),
+            hint: Some(
+                "Bring the audit collector back (or fix the agent's connection to it); new \
+                 sessions are accepted again once the spool has drained below \
+                 spool_max_bytes.",
+            ),
+        };
+        refuse(&mut writer, audit, Some(&info), refusal).await;
+        return Ok(());
     }
     if first.code >> 16 != 3 {
         let refusal = Refusal {
@@ -237,6 +252,18 @@ async fn serve_inner(
             return Ok(());
         }
     };
+
+    // The process chain for the audit trail, read off the runtime's threads while the upstream
+    // session is set up.
+    let tgid = info.process.tgid;
+    let lineage = tokio::task::spawn_blocking(move || {
+        let me = ancestry::read(tgid);
+        let ancestors = me
+            .as_ref()
+            .map(|p| ancestry::ancestors(p.ppid))
+            .unwrap_or_default();
+        (me, ancestors)
+    });
 
     let session_id = audit.session_id().to_owned();
     // A session policy lets outlive its token gets a role bounded by max_session alone.
@@ -366,16 +393,19 @@ async fn serve_inner(
             _ => frame.write_to(&mut hello),
         }
     }
-    write::ready_for_query(&mut hello, upstream.status);
-    write_flushed(&mut writer, &hello)
-        .await
-        .map_err(|e| ProxyError::Client(e.into()))?;
 
-    audit.record(pb::event::Kind::SessionStarted(pb::SessionStarted {
+    let (me, ancestry) = lineage.await.unwrap_or_default();
+    let deadline = session_deadline(
+        upstream.valid_until,
+        (!session_outlives_token).then_some(identity.expires_at),
+    );
+    let started = audit.record(pb::event::Kind::SessionStarted(pb::SessionStarted {
         identity: Some(identity.to_audit()),
         // The executable as read while the process was verified (identity::liveness).
         process: Some(pb::Process {
             exe,
+            ppid: me.as_ref().map_or(0, |p| p.ppid),
+            cmdline: me.map(|p| p.cmdline).unwrap_or_default(),
             ..process_record(&info)
         }),
         target: format!("{} ({original})", target.config.name),
@@ -383,7 +413,24 @@ async fn serve_inner(
         user: startup.user().unwrap_or_default().to_owned(),
         upstream_user: upstream.role.clone(),
         client_addr: peer.to_string(),
+        ancestry,
+        ci: identity.ci_claims(),
+        client_tls: Some(client_tls_info.unwrap_or_default()),
+        upstream_tls: Some(upstream.tls.clone().unwrap_or_default()),
+        credential_mode: match target.credential {
+            UpstreamCredential::Static { .. } => "static",
+            UpstreamCredential::Dynamic(_) => "dynamic",
+        }
+        .to_owned(),
+        valid_until_unix_us: deadline,
     }));
+    // The client is told the session started only once that is on record.
+    audit.committed(started).await;
+    write::ready_for_query(&mut hello, upstream.status);
+    write_flushed(&mut writer, &hello)
+        .await
+        .map_err(|e| ProxyError::Client(e.into()))?;
+
     tracing::info!(identity = %identity.label(), target = %target.config.name, "session started");
 
     let max = ctx.max_message;
@@ -484,6 +531,23 @@ async fn serve_inner(
     result.map(|_| ())
 }
 
+/// When the session must end, microseconds since the Unix epoch, as [`Session::end_at`] is
+/// told: the earlier of the upstream role's `VALID UNTIL` and the token's `exp` (`None` when the
+/// session may outlive its token); 0 when neither bounds it.
+fn session_deadline(valid_until: Option<std::time::SystemTime>, token_exp: Option<i64>) -> i64 {
+    let role = valid_until.map(|t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    });
+    let token = token_exp.map(|exp| exp.max(0).saturating_mul(1_000_000));
+    match (role, token) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => 0,
+    }
+}
+
 /// Whether a policy permits this session to outlive its workload token (`outlive_token` on the
 /// database the client asked for), decided once, before the upstream role is made: it bounds
 /// both the role's `VALID UNTIL` and the session's deadline.
@@ -500,7 +564,7 @@ fn outlives_token(
         upstream_user: String::new(),
         process: process_facts(info),
     };
-    SessionPolicy::new(ctx.policy.clone(), identity, facts, &[])
+    SessionPolicy::new(ctx.policy.current(), identity, facts, &[])
         .map(|p| p.may_outlive_token())
         .unwrap_or(false)
 }
@@ -548,7 +612,7 @@ async fn session_policy(
         upstream_user: upstream.role.clone(),
         process: process_facts(info),
     };
-    SessionPolicy::new(ctx.policy.clone(), identity, facts, &search_path).map_err(|e| {
+    SessionPolicy::new(ctx.policy.current(), identity, facts, &search_path).map_err(|e| {
         ProxyError::UpstreamAuth {
             detail: e.to_string(),
         }
@@ -579,9 +643,6 @@ fn humane_time(time: std::time::SystemTime) -> String {
         })
         .unwrap_or_else(|| format!("{secs} s after the epoch"))
 }
-
-/// How long a finished session waits for room on the audit queue for its last events.
-const AUDIT_FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Logs in upstream for the session: as the target's static role, or as a role made for this
 /// session (`session_id`, until `identity`'s token expires at the latest) whose [`RoleLease`]

@@ -46,6 +46,8 @@ pub struct Upstream {
     /// When that role's login expires (`VALID UNTIL`) for a dynamic credential: the session must
     /// be over by then. `None` for a static credential.
     pub valid_until: Option<SystemTime>,
+    /// What TLS to the server negotiated; `None` in clear.
+    pub tls: Option<jitgate_proto::audit::v1::Tls>,
     /// The session's own role, dropped (in the background, bounded) when this connection is
     /// dropped — after the connection itself, which is declared first.
     pub lease: Option<crate::credentials::RoleLease>,
@@ -75,6 +77,15 @@ pub struct UpstreamTls {
     /// Whether a server that refuses TLS may be used in clear (`prefer`).
     pub optional: bool,
 }
+
+/// The connection's halves, the `tls-server-end-point` channel binding data and what TLS
+/// negotiated (both `None` in clear).
+type Halves = (
+    BoxRead,
+    BoxWrite,
+    Option<Vec<u8>>,
+    Option<jitgate_proto::audit::v1::Tls>,
+);
 
 /// Authentication request codes (PostgreSQL docs 55.7, Authentication*).
 mod auth {
@@ -114,10 +125,11 @@ pub async fn connect(login: Login<'_>, max_message: u32) -> Result<Upstream, Pro
                 source,
             })?;
     stream.set_nodelay(true).map_err(io_err)?;
-    let (reader, mut writer, binding): (BoxRead, BoxWrite, Option<Vec<u8>>) = match &login.tls {
+    let (reader, mut writer, binding, tls_info) = match &login.tls {
         None => {
             let (r, w) = stream.into_split();
-            (Box::new(r), Box::new(w), None)
+            let halves: Halves = (Box::new(r), Box::new(w), None, None);
+            halves
         }
         Some(tls) => start_tls(stream, tls).await?,
     };
@@ -243,6 +255,7 @@ pub async fn connect(login: Login<'_>, max_message: u32) -> Result<Upstream, Pro
                     status,
                     role: login.user.to_owned(),
                     valid_until: None,
+                    tls: tls_info,
                     lease: None,
                 });
             }
@@ -262,10 +275,7 @@ fn refused(frame: &Frame) -> ProxyError {
 /// Asks the server for TLS (SSLRequest) and performs the handshake; returns the halves and the
 /// `tls-server-end-point` channel binding data. A server answering 'N' is used in clear only
 /// when TLS is optional.
-async fn start_tls(
-    mut stream: TcpStream,
-    tls: &UpstreamTls,
-) -> Result<(BoxRead, BoxWrite, Option<Vec<u8>>), ProxyError> {
+async fn start_tls(mut stream: TcpStream, tls: &UpstreamTls) -> Result<Halves, ProxyError> {
     let mut request = BytesMut::new();
     frontend::ssl_request(&mut request);
     stream.write_all(&request).await.map_err(io_err)?;
@@ -275,7 +285,7 @@ async fn start_tls(
         b'S' => {}
         b'N' if tls.optional => {
             let (r, w) = stream.into_split();
-            return Ok((Box::new(r), Box::new(w), None));
+            return Ok((Box::new(r), Box::new(w), None, None));
         }
         b'N' => {
             return Err(ProxyError::UpstreamAuth {
@@ -301,8 +311,9 @@ async fn start_tls(
         .peer_certificates()
         .and_then(|certs| certs.first())
         .map(crate::tls::upstream::server_end_point);
+    let info = crate::tls::info::of_client(stream.get_ref().1, &tls.server_name.to_str());
     let (r, w) = tokio::io::split(stream);
-    Ok((Box::new(r), Box::new(w), binding))
+    Ok((Box::new(r), Box::new(w), binding, Some(info)))
 }
 
 /// Runs one simple query on the upstream connection before the client is attached, returning

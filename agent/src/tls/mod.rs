@@ -3,6 +3,7 @@
 //! and speaks TLS to the upstream server as each target asks ([`upstream`]).
 
 pub mod ca;
+pub mod info;
 pub mod server;
 pub mod upstream;
 

@@ -2,7 +2,7 @@
 //! approves them. The `jitgate.audit.v1.Approvals` gRPC service ([`service`]) is how agents open
 //! requests, wait for them and look up grants, and how the `jitgate approvals` CLI lists and
 //! decides them; requests, decisions and grants are stored in SQLite
-//! ([`crate::storage::Store::open_approval_blocking`] and neighbours).
+//! ([`crate::storage::Store::open_approval`] and neighbours).
 //!
 //! - [`validate`] turns an `OpenRequest` into a storable request or `INVALID_ARGUMENT`.
 //! - [`webhook`] posts a Slack-compatible `{"text": ...}` message when a request is opened.

@@ -2,7 +2,9 @@
 //!
 //! Every state change (a decision, an expiry) bumps a [`watch`] counter; `Wait` calls re-read
 //! their request when it moves, and otherwise sleep until the request's own deadline (then
-//! expire it themselves, not waiting for the sweeper) or the end of the wait.
+//! expire it themselves, not waiting for the sweeper) or the end of the wait. On PostgreSQL,
+//! where several collectors may share the database and a decision may arrive through another
+//! one, they also re-read every [`SHARED_DB_POLL`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +25,10 @@ use crate::cli::format_time;
 use crate::storage::{
     ApprovalFilter, DecideOutcome, GrantQuery, Store, StoreError, now_unix_us, status_name,
 };
+
+/// How often a `Wait` re-reads its request from a shared PostgreSQL database, where a decision
+/// may arrive through another collector.
+pub const SHARED_DB_POLL: Duration = Duration::from_secs(1);
 
 /// Implementation of `jitgate.audit.v1.Approvals`.
 #[derive(Clone, Debug)]
@@ -63,6 +69,17 @@ impl ApprovalsService {
         })
     }
 
+    /// When a `Wait` re-reads its request even without a local change: on PostgreSQL another
+    /// collector sharing the database may have decided it ([`SHARED_DB_POLL`] from now); never
+    /// on SQLite, where this process is the only writer.
+    fn recheck(&self) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        match self.store {
+            Store::Postgres(_) => now + SHARED_DB_POLL,
+            Store::Sqlite(_) => now + Duration::from_secs(3600),
+        }
+    }
+
     fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
     }
@@ -70,7 +87,7 @@ impl ApprovalsService {
     async fn expire_due(&self) -> Result<(), Status> {
         let expired = self
             .store
-            .run(|store| store.expire_due_blocking(now_unix_us()))
+            .expire_due(now_unix_us())
             .await
             .map_err(internal)?;
         if expired > 0 {
@@ -80,11 +97,7 @@ impl ApprovalsService {
     }
 
     async fn get(&self, id: String) -> Result<Approval, Status> {
-        let found = self
-            .store
-            .run(move |store| store.approval_blocking(&id))
-            .await
-            .map_err(internal)?;
+        let found = self.store.approval(id).await.map_err(internal)?;
         found.ok_or_else(|| Status::not_found("no approval request with this id"))
     }
 }
@@ -94,11 +107,7 @@ impl Approvals for ApprovalsService {
     async fn open(&self, request: Request<OpenRequest>) -> Result<Response<OpenResponse>, Status> {
         let now = now_unix_us();
         let new = validate::new_approval(request.into_inner(), now, self.options.default_pending)?;
-        let (approval, created) = self
-            .store
-            .run(move |store| store.open_approval_blocking(&new))
-            .await
-            .map_err(internal)?;
+        let (approval, created) = self.store.open_approval(new).await.map_err(internal)?;
         if created {
             let id = approval.request.as_ref().map(|r| r.approval_id.as_str());
             info!(
@@ -157,7 +166,7 @@ impl Approvals for ApprovalsService {
                         return Err(Status::unavailable("collector shutting down"));
                     }
                 }
-                () = tokio::time::sleep_until(expiry.min(end)) => {}
+                () = tokio::time::sleep_until(expiry.min(end).min(self.recheck())) => {}
             }
         }
     }
@@ -186,7 +195,7 @@ impl Approvals for ApprovalsService {
         };
         let grant = self
             .store
-            .run(move |store| store.find_grant_blocking(&query, now_unix_us()))
+            .find_grant(query, now_unix_us())
             .await
             .map_err(internal)?;
         Ok(Response::new(FindGrantResponse { grant }))
@@ -204,11 +213,7 @@ impl Approvals for ApprovalsService {
             session_id: r.session_id,
             subject: r.subject,
         };
-        let approvals = self
-            .store
-            .run(move |store| store.list_approvals_blocking(&filter))
-            .await
-            .map_err(internal)?;
+        let approvals = self.store.list_approvals(filter).await.map_err(internal)?;
         Ok(Response::new(ListApprovalsResponse { approvals }))
     }
 
@@ -236,7 +241,7 @@ impl Approvals for ApprovalsService {
         let by = decided_by.clone();
         let outcome = self
             .store
-            .run(move |store| store.decide_blocking(&id, approve, &by, &comment, now_unix_us()))
+            .decide(id, approve, by, comment, now_unix_us())
             .await
             .map_err(internal)?;
         self.changed();

@@ -23,10 +23,7 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        match store
-            .run(|store| store.expire_due_blocking(now_unix_us()))
-            .await
-        {
+        match store.expire_due(now_unix_us()).await {
             Ok(0) => {}
             Ok(expired) => {
                 info!(expired, "approval requests expired");

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use jitgate_collector::daemon::{CollectorArgs, run};
+use jitgate_collector::daemon::{CollectorArgs, CollectorCommand, run};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -17,6 +17,15 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    if let Some(CollectorCommand::Ca { action }) = args.command {
+        return match jitgate_collector::pki::cli::run(action, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("jitgate-collector: {}", jitgate_collector::report(&err));
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -5,12 +5,18 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use jitgate_collector::cli::{Cli, run};
+use jitgate_collector::cli::{Cli, Command, Outcome, run};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `jitgate verify` exits 1 for a broken chain, so its errors exit 2.
+    let error_code = if matches!(cli.command, Command::Verify(_)) {
+        2
+    } else {
+        1
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -19,10 +25,11 @@ async fn main() -> ExitCode {
         )
         .init();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Broken) => ExitCode::from(1),
         Err(err) => {
             eprintln!("jitgate: {}", jitgate_collector::report(&err));
-            ExitCode::FAILURE
+            ExitCode::from(error_code)
         }
     }
 }

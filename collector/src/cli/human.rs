@@ -7,7 +7,8 @@
 use std::io::{self, Write};
 
 use jitgate_proto::audit::v1::{
-    Decision, Event, Identity, Process, SessionSummary, Statement, event::Kind,
+    Decision, Event, Identity, Parameter, Process, SampleValue, SessionStarted, SessionSummary,
+    Statement, Tls, event::Kind,
 };
 
 use super::format_time;
@@ -97,23 +98,30 @@ pub fn write_events(out: &mut dyn Write, session_id: &str, events: &[Event]) -> 
     Ok(())
 }
 
+/// Writes one live event (`jitgate events --follow`): time, session, seq and kind on one line,
+/// the kind's details indented below.
+///
+/// # Errors
+/// The writer's I/O error.
+pub fn write_live_event(out: &mut dyn Write, event: &Event) -> io::Result<()> {
+    writeln!(
+        out,
+        "{}  {}  #{}  {}",
+        format_time(event.time_unix_us),
+        event.session_id,
+        event.seq,
+        kind_name(event.kind.as_ref())
+    )?;
+    for line in details(event) {
+        writeln!(out, "    {line}")?;
+    }
+    Ok(())
+}
+
 /// Detail lines of one event; the first goes in the DETAIL column, the rest below it.
-fn details(event: &Event) -> Vec<String> {
+pub fn details(event: &Event) -> Vec<String> {
     match &event.kind {
-        Some(Kind::SessionStarted(s)) => vec![
-            format!("identity {}", or_dash(identity(s.identity.as_ref(), true))),
-            format!("process  {}", or_dash(process(s.process.as_ref()))),
-            format!(
-                "target   {}",
-                fields(&[
-                    ("addr", &s.target),
-                    ("database", &s.database),
-                    ("user", &s.user),
-                    ("upstream", &s.upstream_user),
-                    ("client", &s.client_addr),
-                ])
-            ),
-        ],
+        Some(Kind::SessionStarted(s)) => session_started(s),
         Some(Kind::SessionRefused(r)) => vec![
             fields(&[
                 ("reason", &r.reason),
@@ -131,8 +139,14 @@ fn details(event: &Event) -> Vec<String> {
         Some(Kind::ApprovalRequested(r)) => {
             let (tables, actions) = (r.tables.join(","), r.actions.join(","));
             let policies = r.policy_ids.join(",");
+            let by = r
+                .identity
+                .as_ref()
+                .map(|i| i.subject.clone())
+                .unwrap_or_default();
             let mut lines = vec![fields(&[
                 ("approval", &r.approval_id),
+                ("by", &by),
                 ("mode", mode_name(r.mode())),
                 ("policy", &policies),
                 ("reason", &r.reason),
@@ -177,7 +191,136 @@ fn details(event: &Event) -> Vec<String> {
                 ("at", &format_time(x.expired_unix_us)),
             ])
         )],
+        Some(Kind::AgentStarted(a)) => vec![format!(
+            "AGENT STARTED {}",
+            fields(&[
+                ("version", &a.version),
+                ("pid", &a.pid.to_string()),
+                ("policy", &a.policy_sha256),
+                ("spooled", &a.spooled_events.to_string()),
+            ])
+        )],
+        Some(Kind::AgentStopped(a)) => vec![format!(
+            "AGENT STOPPED {}",
+            fields(&[
+                ("reason", &a.reason),
+                ("open_sessions", &a.open_sessions.to_string())
+            ])
+        )],
+        Some(Kind::PolicyReloaded(p)) => vec![format!(
+            "POLICY {} {}",
+            if p.applied {
+                "RELOADED"
+            } else {
+                "RELOAD FAILED"
+            },
+            fields(&[
+                ("policy", &p.policy_sha256),
+                ("policies", &p.policies.to_string()),
+                ("error", &p.error),
+            ])
+        )],
+        Some(Kind::SpoolOverflow(o)) => vec![format!(
+            "SPOOL {} {}",
+            if o.cleared { "BELOW LIMIT" } else { "FULL" },
+            fields(&[
+                ("bytes", &o.bytes.to_string()),
+                ("max_bytes", &o.max_bytes.to_string()),
+                ("action", &o.action),
+            ])
+        )],
         None => vec!["(event kind unknown to this CLI)".to_owned()],
+    }
+}
+
+fn session_started(s: &SessionStarted) -> Vec<String> {
+    let mut lines = vec![
+        format!("identity {}", or_dash(identity(s.identity.as_ref(), true))),
+        format!("process  {}", or_dash(process(s.process.as_ref()))),
+    ];
+    for (depth, ancestor) in s.ancestry.iter().enumerate() {
+        let label = if depth == 0 { "parents " } else { "        " };
+        lines.push(format!("{label} {}", process(Some(ancestor))));
+    }
+    if !s.ci.is_empty() {
+        let claims: Vec<(&str, &str)> =
+            s.ci.iter()
+                .map(|c| (c.name.as_str(), c.value.as_str()))
+                .collect();
+        lines.push(format!("ci       {}", fields(&claims)));
+    }
+    let valid_until = if s.valid_until_unix_us == 0 {
+        String::new()
+    } else {
+        format_time(s.valid_until_unix_us)
+    };
+    lines.push(format!(
+        "target   {}",
+        fields(&[
+            ("addr", &s.target),
+            ("database", &s.database),
+            ("user", &s.user),
+            ("upstream", &s.upstream_user),
+            ("client", &s.client_addr),
+            ("credential", &s.credential_mode),
+            ("valid_until", &valid_until),
+        ])
+    ));
+    if s.client_tls.is_some() || s.upstream_tls.is_some() {
+        lines.push(format!(
+            "tls      client: {}; upstream: {}",
+            tls(s.client_tls.as_ref()),
+            tls(s.upstream_tls.as_ref())
+        ));
+    }
+    lines
+}
+
+/// `TLSv1_3 TLS13_AES_256_GCM_SHA384 sni=db.internal`, or `none`.
+fn tls(tls: Option<&Tls>) -> String {
+    match tls {
+        Some(t) if t.enabled => {
+            let detail = fields(&[
+                ("version", &t.version),
+                ("cipher", &t.cipher_suite),
+                ("sni", &t.server_name),
+            ]);
+            if detail.is_empty() {
+                "on".to_owned()
+            } else {
+                detail
+            }
+        }
+        _ => "none".to_owned(),
+    }
+}
+
+/// `$1='abc' $2=NULL $3=<redacted>`.
+fn parameters(parameters: &[Parameter]) -> String {
+    parameters
+        .iter()
+        .map(|p| {
+            let value = if p.redacted {
+                "<redacted>".to_owned()
+            } else if p.null {
+                "NULL".to_owned()
+            } else if p.binary {
+                format!("\\x{}", p.value)
+            } else {
+                format!("'{}'", p.value.replace('\'', "''"))
+            };
+            format!("${}={value}", p.index)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// One value of a result sample as shown in a table: `NULL`, or the text.
+pub fn sample_value(value: &SampleValue) -> String {
+    if value.null {
+        "NULL".to_owned()
+    } else {
+        value.text.clone()
     }
 }
 
@@ -185,20 +328,29 @@ fn statement(s: &Statement) -> Vec<String> {
     let decision = decision_name(s.decision()).to_uppercase();
     let (kinds, tables) = (s.kinds.join(","), s.tables.join(","));
     let (rows, masked) = (s.rows.to_string(), s.masked_cells.to_string());
+    let (bytes, policies) = (s.bytes.to_string(), s.policies.join(","));
+    let dangerous = s.dangerous.join(",");
     let duration = if s.duration_us == 0 {
         String::new()
     } else {
         format!("{}us", s.duration_us)
     };
     let mut pairs = vec![
-        ("rule", s.rule.as_str()),
+        ("policy", policies.as_str()),
+        ("rule", &s.rule),
         ("reason", &s.reason),
+        ("approval", &s.approval_id),
         ("kinds", &kinds),
         ("tables", &tables),
+        ("dangerous", &dangerous),
     ];
     // A denied statement never reached the server: no rows, masking or command tag.
     if s.decision() != Decision::Denied {
-        pairs.extend([("rows", rows.as_str()), ("masked", &masked)]);
+        pairs.extend([
+            ("rows", rows.as_str()),
+            ("bytes", &bytes),
+            ("masked", &masked),
+        ]);
     }
     pairs.extend([
         ("tag", s.command_tag.as_str()),
@@ -211,6 +363,17 @@ fn statement(s: &Statement) -> Vec<String> {
     let mut sql = s.text.lines();
     lines.push(format!("sql: {}", sql.next().unwrap_or_default()));
     lines.extend(sql.map(|line| format!("     {line}")));
+    if !s.parameters.is_empty() {
+        lines.push(format!("params: {}", parameters(&s.parameters)));
+    }
+    if let Some(sample) = s.sample.as_ref().filter(|x| !x.columns.is_empty()) {
+        lines.push(format!(
+            "sample: {} rows{} of ({})",
+            sample.rows.len(),
+            if sample.truncated { "+" } else { "" },
+            sample.columns.join(", ")
+        ));
+    }
     lines
 }
 
@@ -241,15 +404,22 @@ pub(super) fn identity(identity: Option<&Identity>, full: bool) -> String {
     fields(&pairs)
 }
 
-/// `pid=.. comm=.. exe=..`.
+/// `pid=.. ppid=.. comm=.. exe=.. cmdline=..`.
 fn process(process: Option<&Process>) -> String {
     let Some(p) = process else {
         return String::new();
     };
+    let ppid = if p.ppid == 0 {
+        String::new()
+    } else {
+        p.ppid.to_string()
+    };
     fields(&[
         ("pid", &p.pid.to_string()),
+        ("ppid", &ppid),
         ("comm", &p.comm),
         ("exe", &p.exe),
+        ("cmdline", &p.cmdline),
     ])
 }
 
@@ -278,11 +448,10 @@ pub(super) fn or_dash(value: String) -> String {
 }
 
 /// Writes a header and rows with every column but the last padded to its widest cell.
-pub(super) fn write_table(
-    out: &mut dyn Write,
-    header: &[&str],
-    rows: &[Vec<String>],
-) -> io::Result<()> {
+///
+/// # Errors
+/// The writer's I/O error.
+pub fn write_table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -1,12 +1,16 @@
-//! JSON-lines output of the `jitgate` CLI (`--json`): one object per session or event, for
-//! `jq` and scripts. Field names follow `audit.proto`; times are given both as RFC 3339 strings
-//! (`started`, `time`) and as the raw microseconds; enums as lowercase names.
+//! JSON-lines output of the `jitgate` CLI (`--json`, `jitgate export`): one object per session
+//! or event, for `jq`, scripts and SIEMs. Field names are the snake_case names of
+//! `audit.proto` and stay stable; every field of an event is present; times are given both as
+//! RFC 3339 strings (`started`, `time`) and as the raw microseconds; enums as lowercase names;
+//! hashes as lowercase hex.
 
 use std::io::{self, Write};
 
 use jitgate_proto::audit::v1::{
-    ApprovalRequested, Event, GrantScope, Identity, Process, SessionSummary, event::Kind,
+    ApprovalRequested, Event, GrantScope, Identity, Origin, Parameter, Process, ResultSample,
+    SessionSummary, Tls, event::Kind,
 };
+use jitgate_proto::chain::hex;
 use serde_json::{Value, json};
 
 use super::format_time;
@@ -56,6 +60,9 @@ pub fn write_events(out: &mut dyn Write, events: &[Event]) -> io::Result<()> {
             "time": format_time(e.time_unix_us),
             "time_unix_us": e.time_unix_us,
             "agent_host": e.agent_host,
+            "origin": origin_name(e.origin()),
+            "prev_hash": hex(&e.prev_hash),
+            "hash": hex(&e.hash),
             "kind": kind,
         });
         if let (Some(body), Some(map)) = (e.kind.as_ref().map(kind_body), object.as_object_mut()) {
@@ -76,6 +83,13 @@ fn kind_body(kind: &Kind) -> Value {
             "user": s.user,
             "upstream_user": s.upstream_user,
             "client_addr": s.client_addr,
+            "ancestry": s.ancestry.iter().map(process).collect::<Vec<_>>(),
+            "ci": s.ci.iter().map(|c| json!({ "name": c.name, "value": c.value })).collect::<Vec<_>>(),
+            "client_tls": s.client_tls.as_ref().map(tls),
+            "upstream_tls": s.upstream_tls.as_ref().map(tls),
+            "credential_mode": s.credential_mode,
+            "valid_until": (s.valid_until_unix_us != 0).then(|| format_time(s.valid_until_unix_us)),
+            "valid_until_unix_us": s.valid_until_unix_us,
         }),
         Kind::SessionRefused(r) => json!({
             "process": r.process.as_ref().map(process),
@@ -101,6 +115,13 @@ fn kind_body(kind: &Kind) -> Value {
             "command_tag": s.command_tag,
             "sqlstate": s.sqlstate,
             "duration_us": s.duration_us,
+            "fingerprint": s.fingerprint,
+            "parameters": s.parameters.iter().map(parameter).collect::<Vec<_>>(),
+            "policies": s.policies,
+            "approval_id": s.approval_id,
+            "bytes": s.bytes,
+            "sample": s.sample.as_ref().map(sample),
+            "dangerous": s.dangerous,
         }),
         Kind::ApprovalRequested(r) => requested(r),
         Kind::ApprovalGranted(g) => json!({
@@ -119,6 +140,29 @@ fn kind_body(kind: &Kind) -> Value {
             "approval_id": x.approval_id,
             "expired": format_time(x.expired_unix_us),
             "expired_unix_us": x.expired_unix_us,
+        }),
+        Kind::AgentStarted(a) => json!({
+            "version": a.version,
+            "pid": a.pid,
+            "config_sha256": a.config_sha256,
+            "policy_sha256": a.policy_sha256,
+            "spooled_events": a.spooled_events,
+        }),
+        Kind::AgentStopped(a) => json!({
+            "reason": a.reason,
+            "open_sessions": a.open_sessions,
+        }),
+        Kind::PolicyReloaded(p) => json!({
+            "policy_sha256": p.policy_sha256,
+            "applied": p.applied,
+            "error": p.error,
+            "policies": p.policies,
+        }),
+        Kind::SpoolOverflow(o) => json!({
+            "bytes": o.bytes,
+            "max_bytes": o.max_bytes,
+            "action": o.action,
+            "cleared": o.cleared,
         }),
     }
 }
@@ -180,5 +224,120 @@ fn process(p: &Process) -> Value {
         "cgroup_id": p.cgroup_id,
         "comm": p.comm,
         "exe": p.exe,
+        "ppid": p.ppid,
+        "cmdline": p.cmdline,
     })
+}
+
+fn tls(t: &Tls) -> Value {
+    json!({
+        "enabled": t.enabled,
+        "version": t.version,
+        "cipher_suite": t.cipher_suite,
+        "server_name": t.server_name,
+    })
+}
+
+/// A bound parameter; a redacted one has `"value": null` and `"redacted": true`.
+fn parameter(p: &Parameter) -> Value {
+    json!({
+        "index": p.index,
+        "null": p.null,
+        "binary": p.binary,
+        "value": (!p.redacted && !p.null).then_some(&p.value),
+        "redacted": p.redacted,
+    })
+}
+
+/// The sample: column names and rows of values (`null` for SQL NULL).
+fn sample(s: &ResultSample) -> Value {
+    let rows: Vec<Vec<Option<&str>>> = s
+        .rows
+        .iter()
+        .map(|row| {
+            row.values
+                .iter()
+                .map(|v| (!v.null).then_some(v.text.as_str()))
+                .collect()
+        })
+        .collect();
+    json!({ "columns": s.columns, "rows": rows, "truncated": s.truncated })
+}
+
+/// The lowercase name of who wrote an event.
+pub fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Agent => "agent",
+        Origin::Collector => "collector",
+        Origin::Unspecified => "unspecified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jitgate_proto::audit::v1::{Claim, SampleRow, SampleValue, SessionStarted, Statement};
+
+    fn one(kind: Kind) -> Value {
+        let event = Event {
+            kind: Some(kind),
+            ..Event::default()
+        };
+        let mut out = Vec::new();
+        write_events(&mut out, &[event]).expect("written");
+        serde_json::from_slice(&out).expect("one JSON object")
+    }
+
+    #[test]
+    fn session_and_statement_details_are_printed() {
+        let started = one(Kind::SessionStarted(SessionStarted {
+            ancestry: vec![Process {
+                pid: 7,
+                ppid: 1,
+                cmdline: "bash -e".into(),
+                ..Process::default()
+            }],
+            ci: vec![Claim {
+                name: "tid".into(),
+                value: "t".into(),
+            }],
+            client_tls: Some(Tls {
+                enabled: true,
+                version: "TLSv1_3".into(),
+                ..Tls::default()
+            }),
+            credential_mode: "dynamic".into(),
+            valid_until_unix_us: 5,
+            ..SessionStarted::default()
+        }));
+        let s = &started["session_started"];
+        assert_eq!(s["ancestry"][0]["cmdline"], "bash -e");
+        assert_eq!(s["ci"][0]["name"], "tid");
+        assert_eq!(s["client_tls"]["version"], "TLSv1_3");
+        assert_eq!(s["upstream_tls"], Value::Null);
+        assert_eq!(s["credential_mode"], "dynamic");
+        let statement = one(Kind::Statement(Statement {
+            parameters: vec![Parameter {
+                index: 1,
+                redacted: true,
+                ..Parameter::default()
+            }],
+            sample: Some(ResultSample {
+                columns: vec!["a".into()],
+                rows: vec![SampleRow {
+                    values: vec![SampleValue {
+                        null: true,
+                        text: String::new(),
+                    }],
+                }],
+                truncated: true,
+            }),
+            policies: vec!["p".into()],
+            ..Statement::default()
+        }));
+        let s = &statement["statement"];
+        assert_eq!(s["parameters"][0]["redacted"], true);
+        assert_eq!(s["sample"]["rows"][0][0], Value::Null);
+        assert_eq!(s["policies"][0], "p");
+    }
 }

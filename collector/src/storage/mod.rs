@@ -1,127 +1,137 @@
-//! Durable storage of audit events and session summaries in SQLite (rusqlite, bundled).
+//! Durable storage of audit events, session summaries and approvals, in SQLite (the default)
+//! or PostgreSQL (for organisations whose many runner hosts share one database, possibly behind
+//! several collectors).
 //!
-//! A [`Store`] holds two connections to one database file in WAL mode: a writer for ingest and
-//! a reader for queries, so a long query never delays acknowledgements. SQLite calls block, so
-//! the async methods ([`Store::insert`], [`Store::sessions`], [`Store::events`]) run them on
-//! Tokio's blocking pool; the `*_blocking` methods are the same operations for synchronous
-//! callers and tests.
+//! [`Store`] is the one handle the services use; its async methods behave the same on both
+//! backends, which [`suite`] checks by running one test suite against each:
 //!
-//! Storing is idempotent: `event_id` is the primary key, an event already stored is skipped and
-//! does not touch its session row again.
+//! - storing is idempotent: `event_id` is the primary key, an event already stored is skipped
+//!   and does not touch its session row again; the session row is maintained in the same
+//!   transaction as the event;
+//! - approvals follow one state machine (`pending` → `approved` | `denied` | `expired`), each
+//!   change with its lifecycle event in the same transaction;
+//! - the schema carries a version; a collector refuses a database of a newer schema and
+//!   migrates an older one on open.
+//!
+//! Every event [`Store::insert`] newly stores is published, after the commit, on a broadcast
+//! feed ([`Store::subscribe`]) that live followers read; sending never waits, a follower that
+//! falls behind loses the oldest events and is told how many ([`FEED_CAPACITY`]).
+//!
+//! [`Database::parse`] chooses the backend from the `--db` argument: a `postgres://` or
+//! `postgresql://` URL is PostgreSQL ([`postgres`]), anything else a SQLite file path
+//! ([`sqlite`]).
 
-#[cfg(test)]
-mod approval_tests;
-mod approvals;
-mod schema;
-mod session;
+pub mod approval;
+mod error;
+mod feed;
+mod names;
+pub mod postgres;
+pub mod retention;
+pub mod search;
+pub mod sqlite;
+#[cfg(any(test, feature = "test-support"))]
+pub mod suite;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jitgate_proto::audit::v1::{Event, SessionSummary, event::Kind};
-use prost::Message;
-use rusqlite::{Connection, OpenFlags, named_params};
+use std::sync::Arc;
 
-pub use approvals::{
+use jitgate_proto::audit::v1::{Approval, Event, SessionFilter, SessionSummary, StoredEvent};
+use tokio::sync::broadcast;
+
+pub use approval::{
     ApprovalFilter, DEFAULT_APPROVAL_LIMIT, DecideOutcome, GrantQuery, MAX_APPROVAL_LIMIT,
     NewApproval, mode_name, status_name,
 };
-pub use schema::SCHEMA_VERSION;
+pub use error::StoreError;
+pub use feed::FEED_CAPACITY;
+pub use names::{decision_name, kind_name};
+pub use postgres::{PgOptions, PgStore};
+pub use retention::Swept;
+pub use search::{ExportCursor, MAX_EXPORT_PAGE, SessionFacts};
+pub use sqlite::SqliteStore;
+
+/// Version of the schema both backends write (SQLite: `PRAGMA user_version`; PostgreSQL: the
+/// `jitgate_schema` table). Version 2 added `approvals`, version 3 the query API's indexes.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Sessions returned by [`Store::sessions`] when the caller asks for 0.
 pub const DEFAULT_SESSION_LIMIT: u32 = 100;
 /// Upper bound on sessions returned by one [`Store::sessions`] call.
 pub const MAX_SESSION_LIMIT: u32 = 10_000;
 
-/// Errors of the storage subsystem.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database file could not be opened or initialised.
-    #[error("cannot open database {path}")]
-    Open {
-        /// The database file.
-        path: PathBuf,
-        /// What SQLite reported.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// The database was written by a newer collector whose schema this one does not know.
-    #[error("database schema version {found} is newer than this collector's {SCHEMA_VERSION}")]
-    NewerSchema {
-        /// `PRAGMA user_version` of the file.
-        found: i64,
-    },
-    /// An SQL statement failed (I/O error, disk full, constraint, type mismatch).
-    #[error("sqlite")]
-    Sqlite(#[from] rusqlite::Error),
-    /// An event lacks a field the collector needs to store it.
-    #[error("event has no {field}")]
-    MissingField {
-        /// Protobuf field name, e.g. `event_id`.
-        field: &'static str,
-    },
-    /// A stored protobuf blob no longer decodes (the file was altered or is corrupt).
-    #[error("stored protobuf for {id} does not decode")]
-    CorruptBlob {
-        /// Event id or session id of the row.
-        id: String,
-        /// The decoder's complaint.
-        #[source]
-        source: prost::DecodeError,
-    },
-    /// A previous storage call panicked while holding a connection.
-    #[error("a previous storage operation panicked; the connection is unusable")]
-    Poisoned,
-    /// The blocking task running a storage call panicked or was cancelled.
-    #[error("storage task failed")]
-    Task(#[from] tokio::task::JoinError),
+/// Where the collector keeps its data, as named by `--db`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Database {
+    /// A SQLite database file; created when missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://user@host:port/db?sslmode=...`), password not included.
+    Postgres(String),
 }
 
-/// A handle to the collector's SQLite database; cheap to clone, shareable across tasks.
+impl Database {
+    /// `postgres://…` and `postgresql://…` are PostgreSQL URLs, anything else a SQLite path.
+    pub fn parse(db: &str) -> Database {
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Database::Postgres(db.to_owned())
+        } else {
+            Database::Sqlite(PathBuf::from(db))
+        }
+    }
+}
+
+/// A handle to the collector's database; cheap to clone, shareable across tasks.
 #[derive(Clone, Debug)]
-pub struct Store {
-    inner: Arc<Connections>,
+pub enum Store {
+    /// One SQLite file, calls run on Tokio's blocking pool.
+    Sqlite(SqliteStore),
+    /// A pool of connections to one PostgreSQL database.
+    Postgres(PgStore),
 }
 
-#[derive(Debug)]
-struct Connections {
-    writer: Mutex<Connection>,
-    reader: Mutex<Connection>,
+/// Runs a blocking SQLite call on Tokio's blocking pool.
+async fn blocking<T, F>(store: &SqliteStore, call: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce(&SqliteStore) -> Result<T, StoreError> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || call(&store)).await?
 }
 
 impl Store {
-    /// Opens (creating if missing) the database at `path`, switches it to WAL mode and creates
-    /// the schema.
+    /// Opens (creating if missing) the SQLite database at `path`; see [`SqliteStore::open`].
     ///
     /// # Errors
-    /// [`StoreError::Open`] when the file cannot be opened or initialised,
-    /// [`StoreError::NewerSchema`] for a database of a newer collector.
+    /// As [`SqliteStore::open`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.to_owned(),
-            source,
-        };
-        let writer = Connection::open(path).map_err(open_err)?;
-        schema::configure(&writer).map_err(open_err)?;
-        let found = schema::version(&writer).map_err(open_err)?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema { found });
+        SqliteStore::open(path).map(Store::Sqlite)
+    }
+
+    /// Opens the database `db`: SQLite on the blocking pool, PostgreSQL with `pg` (password
+    /// file, CA file, pool size; ignored for SQLite), migrating its schema.
+    ///
+    /// # Errors
+    /// As [`SqliteStore::open`] or [`PgStore::connect`].
+    pub async fn connect(db: &Database, pg: PgOptions) -> Result<Store, StoreError> {
+        match db {
+            Database::Sqlite(path) => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || Store::open(&path)).await?
+            }
+            Database::Postgres(url) => PgStore::connect(url, pg).await.map(Store::Postgres),
         }
-        schema::create(&writer).map_err(open_err)?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let reader = Connection::open_with_flags(path, flags).map_err(open_err)?;
-        reader
-            .busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
-        Ok(Store {
-            inner: Arc::new(Connections {
-                writer: Mutex::new(writer),
-                reader: Mutex::new(reader),
-            }),
-        })
+    }
+
+    /// `sqlite` or `postgres`, for logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
     }
 
     /// Stores `events` in one transaction and returns how many were new (duplicates by
@@ -129,214 +139,215 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::MissingField`] for an event without `event_id` or `session_id` (nothing of
-    /// the batch is stored), [`StoreError::Sqlite`] when the write fails.
+    /// the batch is stored); a backend error when the write fails.
     pub async fn insert(&self, events: Vec<Event>) -> Result<usize, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.insert_blocking(&events)).await?
-    }
-
-    /// Synchronous form of [`Store::insert`]; blocks on SQLite.
-    ///
-    /// # Errors
-    /// As [`Store::insert`].
-    pub fn insert_blocking(&self, events: &[Event]) -> Result<usize, StoreError> {
-        let mut conn = lock(&self.inner.writer)?;
-        let tx = conn.transaction()?;
-        let stored = insert_events(&tx, events, now_unix_us())?;
-        tx.commit()?;
-        Ok(stored)
-    }
-
-    /// Runs a synchronous storage call (`*_blocking`) on Tokio's blocking pool.
-    ///
-    /// # Errors
-    /// What `call` returned, or [`StoreError::Task`] when it panicked.
-    pub async fn run<T, F>(&self, call: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || call(&store)).await?
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.insert_blocking(&events)).await,
+            Store::Postgres(p) => p.insert(&events).await,
+        }
     }
 
     /// Sessions, newest start first; `limit` 0 means [`DEFAULT_SESSION_LIMIT`], larger values
     /// are capped at [`MAX_SESSION_LIMIT`].
     ///
     /// # Errors
-    /// [`StoreError::Sqlite`] or [`StoreError::CorruptBlob`].
+    /// A backend error or [`StoreError::CorruptBlob`].
     pub async fn sessions(&self, limit: u32) -> Result<Vec<SessionSummary>, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.sessions_blocking(limit)).await?
-    }
-
-    /// Synchronous form of [`Store::sessions`].
-    ///
-    /// # Errors
-    /// As [`Store::sessions`].
-    pub fn sessions_blocking(&self, limit: u32) -> Result<Vec<SessionSummary>, StoreError> {
-        let limit = match limit {
-            0 => DEFAULT_SESSION_LIMIT,
-            n => n.min(MAX_SESSION_LIMIT),
-        };
-        let conn = lock(&self.inner.reader)?;
-        let sql = format!(
-            "SELECT {} FROM sessions ORDER BY started_unix_us DESC, session_id DESC LIMIT ?1",
-            session::SUMMARY_COLUMNS
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query([limit])?;
-        let mut sessions = Vec::new();
-        while let Some(row) = rows.next()? {
-            sessions.push(session::from_row(row)?);
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.sessions_blocking(limit)).await,
+            Store::Postgres(p) => p.sessions(limit).await,
         }
-        Ok(sessions)
     }
 
     /// Every stored event of `session_id`, ordered by `seq` (empty for an unknown session).
     ///
     /// # Errors
-    /// [`StoreError::Sqlite`] or [`StoreError::CorruptBlob`].
+    /// A backend error or [`StoreError::CorruptBlob`].
     pub async fn events(&self, session_id: String) -> Result<Vec<Event>, StoreError> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.events_blocking(&session_id)).await?
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.events_blocking(&session_id)).await,
+            Store::Postgres(p) => p.events(&session_id).await,
+        }
     }
 
-    /// Synchronous form of [`Store::events`].
+    /// Stores `new` and its `approval_requested` event (plus `approval_granted` when it was
+    /// approved automatically). Idempotent by approval id: a known id is returned as stored,
+    /// with `false`.
     ///
     /// # Errors
-    /// As [`Store::events`].
-    pub fn events_blocking(&self, session_id: &str) -> Result<Vec<Event>, StoreError> {
-        let conn = lock(&self.inner.reader)?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT event_id, payload FROM events WHERE session_id = ?1 ORDER BY seq, time_unix_us",
-        )?;
-        let mut rows = stmt.query([session_id])?;
-        let mut events = Vec::new();
-        while let Some(row) = rows.next()? {
-            let id: String = row.get(0)?;
-            let payload: Vec<u8> = row.get(1)?;
-            let event = Event::decode(payload.as_slice())
-                .map_err(|source| StoreError::CorruptBlob { id, source })?;
-            events.push(event);
-        }
-        Ok(events)
-    }
-}
-
-/// Stores `events` inside `tx` (duplicates by `event_id` skipped, their sessions' rows updated)
-/// and returns how many were new; `received` is the collector's time for `received_unix_us`.
-fn insert_events(
-    tx: &rusqlite::Transaction<'_>,
-    events: &[Event],
-    received: i64,
-) -> Result<usize, StoreError> {
-    let mut stored = 0;
-    for event in events {
-        if event.event_id.is_empty() {
-            return Err(StoreError::MissingField { field: "event_id" });
-        }
-        if event.session_id.is_empty() {
-            return Err(StoreError::MissingField {
-                field: "session_id",
-            });
-        }
-        let columns = Searchable::of(event);
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO events (event_id, session_id, seq, time_unix_us, agent_host,
-                 kind, decision, statement_text, tables, sqlstate, received_unix_us, payload)
-             VALUES (:event_id, :session_id, :seq, :time, :agent_host, :kind, :decision,
-                 :text, :tables, :sqlstate, :received, :payload)",
-            named_params! {
-                ":event_id": event.event_id,
-                ":session_id": event.session_id,
-                ":seq": event.seq,
-                ":time": event.time_unix_us,
-                ":agent_host": event.agent_host,
-                ":kind": columns.kind,
-                ":decision": columns.decision,
-                ":text": columns.text,
-                ":tables": columns.tables,
-                ":sqlstate": columns.sqlstate,
-                ":received": received,
-                ":payload": event.encode_to_vec(),
-            },
-        )?;
-        if inserted == 1 {
-            session::apply(tx, event)?;
-            stored += 1;
+    /// A backend error or [`StoreError::CorruptBlob`].
+    pub async fn open_approval(&self, new: NewApproval) -> Result<(Approval, bool), StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.open_approval_blocking(&new)).await,
+            Store::Postgres(p) => p.open_approval(&new).await,
         }
     }
-    Ok(stored)
-}
 
-/// The searchable columns of the `events` table derived from one event.
-struct Searchable<'a> {
-    kind: &'static str,
-    decision: Option<&'static str>,
-    text: Option<&'a str>,
-    tables: Option<String>,
-    sqlstate: Option<&'a str>,
-}
-
-impl<'a> Searchable<'a> {
-    fn of(event: &'a Event) -> Searchable<'a> {
-        let none = Searchable {
-            kind: kind_name(event.kind.as_ref()),
-            decision: None,
-            text: None,
-            tables: None,
-            sqlstate: None,
-        };
-        match &event.kind {
-            Some(Kind::Statement(statement)) => Searchable {
-                decision: Some(decision_name(statement.decision())),
-                text: Some(&statement.text),
-                tables: Some(statement.tables.join(" ")),
-                sqlstate: Some(&statement.sqlstate),
-                ..none
-            },
-            Some(Kind::SessionRefused(refused)) => Searchable {
-                sqlstate: Some(&refused.sqlstate),
-                ..none
-            },
-            Some(Kind::ApprovalRequested(requested)) => Searchable {
-                text: Some(&requested.statement),
-                tables: Some(requested.tables.join(" ")),
-                ..none
-            },
-            _ => none,
+    /// Approves (`approve`) or denies the pending request `id` as `decided_by` at `now`
+    /// (microseconds since the Unix epoch), with its event. Requests past their deadline are
+    /// expired first, so a late decision finds the request expired. Of concurrent decisions on
+    /// one request exactly one is [`DecideOutcome::Decided`].
+    ///
+    /// # Errors
+    /// A backend error or [`StoreError::CorruptBlob`].
+    pub async fn decide(
+        &self,
+        id: String,
+        approve: bool,
+        decided_by: String,
+        comment: String,
+        now: i64,
+    ) -> Result<DecideOutcome, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(s, move |s| {
+                    s.decide_blocking(&id, approve, &decided_by, &comment, now)
+                })
+                .await
+            }
+            Store::Postgres(p) => p.decide(&id, approve, &decided_by, &comment, now).await,
         }
     }
-}
 
-/// The stable lowercase name of an event kind, as stored in `events.kind` and printed by the CLI.
-pub fn kind_name(kind: Option<&Kind>) -> &'static str {
-    match kind {
-        Some(Kind::SessionStarted(_)) => "session_started",
-        Some(Kind::SessionRefused(_)) => "session_refused",
-        Some(Kind::SessionEnded(_)) => "session_ended",
-        Some(Kind::Statement(_)) => "statement",
-        Some(Kind::ApprovalRequested(_)) => "approval_requested",
-        Some(Kind::ApprovalGranted(_)) => "approval_granted",
-        Some(Kind::ApprovalDenied(_)) => "approval_denied",
-        Some(Kind::ApprovalExpired(_)) => "approval_expired",
-        None => "unknown",
+    /// Expires every pending request whose deadline is at or before `now`, each with its
+    /// `approval_expired` event; returns how many.
+    ///
+    /// # Errors
+    /// A backend error.
+    pub async fn expire_due(&self, now: i64) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.expire_due_blocking(now)).await,
+            Store::Postgres(p) => p.expire_due(now).await,
+        }
     }
-}
 
-/// The stable lowercase name of a policy decision.
-pub fn decision_name(decision: jitgate_proto::audit::v1::Decision) -> &'static str {
-    use jitgate_proto::audit::v1::Decision;
-    match decision {
-        Decision::Allowed => "allowed",
-        Decision::Denied => "denied",
-        Decision::Unspecified => "unspecified",
+    /// The request `id` as stored, if any.
+    ///
+    /// # Errors
+    /// A backend error or [`StoreError::CorruptBlob`].
+    pub async fn approval(&self, id: String) -> Result<Option<Approval>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.approval_blocking(&id)).await,
+            Store::Postgres(p) => p.approval(&id).await,
+        }
     }
-}
 
-fn lock(conn: &Mutex<Connection>) -> Result<MutexGuard<'_, Connection>, StoreError> {
-    conn.lock().map_err(|_| StoreError::Poisoned)
+    /// Requests matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// A backend error or [`StoreError::CorruptBlob`].
+    pub async fn list_approvals(
+        &self,
+        filter: ApprovalFilter,
+    ) -> Result<Vec<Approval>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.list_approvals_blocking(&filter)).await,
+            Store::Postgres(p) => p.list_approvals(&filter).await,
+        }
+    }
+
+    /// The live grant (approved, request mode, not yet expired at `now`) of `query`'s identity
+    /// that covers the statement, expiring last; see [`GrantQuery`] for what covers.
+    ///
+    /// # Errors
+    /// A backend error or [`StoreError::CorruptBlob`].
+    pub async fn find_grant(
+        &self,
+        query: GrantQuery,
+        now: i64,
+    ) -> Result<Option<Approval>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.find_grant_blocking(&query, now)).await,
+            Store::Postgres(p) => p.find_grant(&query, now).await,
+        }
+    }
+
+    /// A receiver of the live feed: every event newly stored by [`Store::insert`] through this
+    /// handle (or its clones) from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        match self {
+            Store::Sqlite(s) => s.subscribe(),
+            Store::Postgres(p) => p.subscribe(),
+        }
+    }
+
+    /// Sessions matching `filter`, newest start first; `limit` as in [`Store::sessions`].
+    ///
+    /// # Errors
+    /// A backend error or [`StoreError::CorruptBlob`].
+    pub async fn find_sessions(
+        &self,
+        filter: SessionFilter,
+        limit: u32,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(s, move |s| s.find_sessions_blocking(&filter, limit)).await
+            }
+            Store::Postgres(p) => p.find_sessions(&filter, limit).await,
+        }
+    }
+
+    /// The stored rows of `session_id` undecoded, in storage order: the stored `seq` column,
+    /// then arrival. Not re-sorted by the payload's own `seq`, so moved events show.
+    ///
+    /// # Errors
+    /// A backend error.
+    pub async fn stored_events(&self, session_id: String) -> Result<Vec<StoredEvent>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.stored_events_blocking(&session_id)).await,
+            Store::Postgres(p) => p.stored_events(&session_id).await,
+        }
+    }
+
+    /// Up to `limit` (capped at [`MAX_EXPORT_PAGE`]) events with `since <= time < until`
+    /// (`until` 0 = no bound) after `cursor`, ordered by time then event id.
+    ///
+    /// # Errors
+    /// A backend error or [`StoreError::CorruptBlob`].
+    pub async fn export_page(
+        &self,
+        since: i64,
+        until: i64,
+        cursor: ExportCursor,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                blocking(s, move |s| {
+                    s.export_page_blocking(since, until, &cursor, limit)
+                })
+                .await
+            }
+            Store::Postgres(p) => p.export_page(since, until, &cursor, limit).await,
+        }
+    }
+
+    /// The identity and target of `session_id`, `None` for a session without a row.
+    ///
+    /// # Errors
+    /// A backend error.
+    pub async fn session_facts(
+        &self,
+        session_id: String,
+    ) -> Result<Option<SessionFacts>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.session_facts_blocking(&session_id)).await,
+            Store::Postgres(p) => p.session_facts(&session_id).await,
+        }
+    }
+
+    /// Deletes events, sessions and approvals older than `cutoff_unix_us` (see
+    /// [`retention`]), `batch` rows per transaction, until none is left.
+    ///
+    /// # Errors
+    /// A backend error; batches committed before the error stay deleted.
+    pub async fn sweep(&self, cutoff_unix_us: i64, batch: u32) -> Result<Swept, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, move |s| s.sweep_blocking(cutoff_unix_us, batch)).await,
+            Store::Postgres(p) => p.sweep(cutoff_unix_us, batch).await,
+        }
+    }
 }
 
 /// The current time in microseconds since the Unix epoch (0 before 1970, saturating).
@@ -344,4 +355,22 @@ pub fn now_unix_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Store {
+    /// Runs `sql` (statements without parameters) directly on the database, for tests that
+    /// must alter stored rows the way an intruder would.
+    ///
+    /// # Errors
+    /// A backend error.
+    pub async fn execute_for_tests(&self, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let sql = sql.to_owned();
+                blocking(s, move |s| s.execute_batch_blocking(&sql)).await
+            }
+            Store::Postgres(p) => p.execute_batch(sql).await,
+        }
+    }
 }

@@ -1,147 +1,139 @@
-//! Storage tests on a real SQLite file in a temporary directory.
+//! Storage tests: every case of the [`suite`] on SQLite (and on PostgreSQL when
+//! `JITGATE_TEST_POSTGRES_URL` is set), plus what only SQLite has (the file, WAL, its
+//! migration from version 1) and PostgreSQL's startup checks when a server is named.
 
-use jitgate_proto::audit::v1::event::Kind;
+use rusqlite::Connection;
 
+use super::suite::{self, on_every_backend};
 use super::*;
 use crate::fixtures;
 
-fn open_temp() -> (tempfile::TempDir, Store) {
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            on_every_backend(|store| Box::pin(suite::$name(store))).await;
+        }
+    )*};
+}
+
+on_every_backend!(
+    inserts_and_reads_events_in_seq_order,
+    duplicate_event_is_ignored,
+    session_row_aggregates_events,
+    out_of_order_events_aggregate_the_same,
+    ended_totals_cover_unseen_statements,
+    refused_session_and_newest_first,
+    rejects_event_without_id_and_stores_nothing_of_the_batch,
+    unknown_kind_is_stored,
+    concurrent_inserts_of_one_session_count_once,
+    expiry_happens_at_the_deadline_and_is_recorded_once,
+    a_decision_after_the_deadline_finds_the_request_expired,
+    grant_lives_from_approval_for_its_ttl,
+    hold_approvals_and_denials_open_no_grant,
+    list_filters_pending_session_and_subject,
+    auto_approved_request_is_idempotent_with_both_events,
+    concurrent_decisions_decide_once,
+    session_filters_match_in_sql,
+    stored_rows_keep_storage_order_not_payload_order,
+    export_pages_cover_the_window_exactly_once,
+    retention_sweeps_old_rows_in_batches,
+    retention_keeps_pending_approvals_and_removes_decided_ones,
+    feed_carries_new_events_once_after_commit,
+    a_slow_follower_is_told_what_it_missed_and_ingest_never_waits,
+);
+
+#[test]
+fn every_suite_case_runs_here() {
+    // The macro above and `suite::CASES` must name the same cases.
+    assert_eq!(suite::CASES.len(), 23);
+}
+
+#[test]
+fn database_argument_chooses_the_backend() {
+    for url in ["postgres://jitgate@db:5432/audit", "postgresql://u@h/d"] {
+        assert_eq!(Database::parse(url), Database::Postgres(url.to_owned()));
+    }
+    for path in [
+        "jitgate-audit.db",
+        "/var/lib/jitgate/audit.db",
+        "postgres.db",
+    ] {
+        assert_eq!(Database::parse(path), Database::Sqlite(path.into()));
+    }
+}
+
+#[tokio::test]
+async fn postgres_url_with_a_password_is_refused() {
+    let err = PgStore::connect("postgres://u:secret@127.0.0.1:1/d", PgOptions::default())
+        .await
+        .expect_err("password in URL");
+    assert!(matches!(err, StoreError::BadUrl { .. }), "{err:?}");
+    assert!(!err.to_string().contains("secret"), "{err}");
+}
+
+#[tokio::test]
+async fn group_readable_password_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("audit.db")).expect("open store");
-    (dir, store)
+    let path = dir.path().join("pw");
+    std::fs::write(&path, "pw\n").expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let options = PgOptions {
+        password_file: Some(path),
+        ..PgOptions::default()
+    };
+    let err = PgStore::connect("postgres://u@127.0.0.1:1/d", options)
+        .await
+        .expect_err("mode 0640");
+    assert!(matches!(err, StoreError::PasswordFile { .. }), "{err:?}");
+    assert!(err.to_string().contains("0640"), "{err}");
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_a_connect_error() {
+    // Port 1 on loopback: nothing listens, the connection is refused.
+    let err = PgStore::connect(
+        "postgres://u@127.0.0.1:1/d?sslmode=disable",
+        PgOptions::default(),
+    )
+    .await
+    .expect_err("refused");
+    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+    assert!(err.to_string().contains("127.0.0.1:1/d"), "{err}");
 }
 
 #[test]
-fn inserts_and_reads_events_in_seq_order() {
-    let (_dir, store) = open_temp();
-    let mut events = fixtures::session_events("s1");
-    events.reverse();
-    assert_eq!(store.insert_blocking(&events).expect("insert"), 4);
-
-    let read = store.events_blocking("s1").expect("events");
-    let seqs: Vec<u64> = read.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, [0, 1, 2, 3]);
-    assert_eq!(read[1], fixtures::session_events("s1")[1]);
-    assert!(store.events_blocking("nope").expect("events").is_empty());
-}
-
-#[test]
-fn duplicate_event_is_ignored() {
-    let (_dir, store) = open_temp();
-    let events = fixtures::session_events("s1");
-    assert_eq!(store.insert_blocking(&events).expect("first"), 4);
-    assert_eq!(store.insert_blocking(&events).expect("again"), 0);
-    assert_eq!(store.insert_blocking(&events[1..2]).expect("one"), 0);
-
-    assert_eq!(store.events_blocking("s1").expect("events").len(), 4);
-    let sessions = store.sessions_blocking(0).expect("sessions");
-    assert_eq!(sessions.len(), 1);
-    assert_eq!(sessions[0].statements, 2, "resent statement counted once");
-    assert_eq!(sessions[0].denied, 1);
-}
-
-#[test]
-fn session_row_aggregates_events() {
-    let (_dir, store) = open_temp();
-    store
-        .insert_blocking(&fixtures::session_events("s1"))
-        .expect("insert");
-    let sessions = store.sessions_blocking(10).expect("sessions");
-    let s = &sessions[0];
-    assert_eq!(s.session_id, "s1");
-    assert_eq!(s.started_unix_us, fixtures::START_US);
-    assert_eq!(s.ended_unix_us, fixtures::START_US + 3_000_000);
-    assert_eq!(s.identity.as_ref(), Some(&fixtures::identity()));
-    assert_eq!(s.process.as_ref(), Some(&fixtures::process()));
-    assert_eq!(s.target, "db.prod.internal:5432");
-    assert_eq!(s.database, "shop");
-    assert_eq!(s.upstream_user, "jit_4242_a1b2");
-    assert_eq!((s.statements, s.denied), (2, 1));
-    assert_eq!(s.agent_host, "runner-01");
-    assert!(!s.refused);
-}
-
-#[test]
-fn out_of_order_events_aggregate_the_same() {
-    let (_dir, store) = open_temp();
-    let events = fixtures::session_events("s1");
-    // Statement and end first, then the start: as after a reconnect that resent a tail.
-    store.insert_blocking(&events[2..]).expect("tail");
-    store.insert_blocking(&events[..2]).expect("head");
-    let s = &store.sessions_blocking(1).expect("sessions")[0];
-    assert_eq!(s.started_unix_us, fixtures::START_US);
-    assert_eq!((s.statements, s.denied), (2, 1));
-    assert_eq!(
-        s.identity.as_ref().map(|i| i.subject.as_str()),
-        Some(fixtures::SUBJECT)
-    );
-}
-
-#[test]
-fn ended_totals_cover_unseen_statements() {
-    let (_dir, store) = open_temp();
-    let events = fixtures::session_events("s1");
-    // Only start and end stored: the reported totals stand in for the missing statements.
-    store
-        .insert_blocking(&[events[0].clone(), events[3].clone()])
-        .expect("insert");
-    let s = &store.sessions_blocking(1).expect("sessions")[0];
-    assert_eq!((s.statements, s.denied), (2, 1));
-}
-
-#[test]
-fn refused_session_and_newest_first() {
-    let (_dir, store) = open_temp();
-    store
-        .insert_blocking(&fixtures::session_events("old"))
-        .expect("insert");
-    store
-        .insert_blocking(&[fixtures::refused_event("new")])
-        .expect("insert");
-    let sessions = store.sessions_blocking(0).expect("sessions");
-    let ids: Vec<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
-    assert_eq!(ids, ["new", "old"]);
-    assert!(sessions[0].refused);
-    assert_eq!(sessions[0].refused_reason, "no identity token for pid 4242");
-    assert_eq!(sessions[0].process.as_ref().map(|p| p.pid), Some(4242));
-    assert_eq!(store.sessions_blocking(1).expect("limit").len(), 1);
-}
-
-#[test]
-fn rejects_event_without_id_and_stores_nothing_of_the_batch() {
-    let (_dir, store) = open_temp();
-    let mut events = fixtures::session_events("s1");
-    events[2].event_id.clear();
-    let err = store.insert_blocking(&events).expect_err("missing id");
-    assert!(matches!(
-        err,
-        StoreError::MissingField { field: "event_id" }
-    ));
-    assert!(store.events_blocking("s1").expect("events").is_empty());
-}
-
-#[test]
-fn unknown_kind_is_stored() {
-    let (_dir, store) = open_temp();
-    let mut event = fixtures::session_events("s1").remove(1);
-    event.kind = None;
-    assert_eq!(store.insert_blocking(&[event]).expect("insert"), 1);
-    assert_eq!(kind_name(None), "unknown");
-    assert!(!matches!(
-        store.events_blocking("s1").expect("events")[0].kind,
-        Some(Kind::Statement(_))
-    ));
+fn session_filters_use_indexes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    let conn = Connection::open(&path).expect("raw");
+    for (column, index) in [
+        ("repository", "sessions_by_repository"),
+        ("target", "sessions_by_target"),
+        ("subject", "sessions_by_subject_only"),
+    ] {
+        let plan: String = conn
+            .query_row(
+                &format!("EXPLAIN QUERY PLAN SELECT session_id FROM sessions WHERE {column} = 'x'"),
+                [],
+                |row| row.get(3),
+            )
+            .expect("plan");
+        assert!(plan.contains(index), "{column}: {plan}");
+    }
 }
 
 #[test]
 fn reopen_keeps_data_and_uses_wal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.db");
-    Store::open(&path)
+    SqliteStore::open(&path)
         .expect("open")
         .insert_blocking(&fixtures::session_events("s1"))
         .expect("insert");
-    let store = Store::open(&path).expect("reopen");
+    let store = SqliteStore::open(&path).expect("reopen");
     assert_eq!(store.events_blocking("s1").expect("events").len(), 4);
     let conn = Connection::open(&path).expect("raw open");
     let mode: String = conn
@@ -150,14 +142,40 @@ fn reopen_keeps_data_and_uses_wal() {
     assert_eq!(mode, "wal");
 }
 
-#[tokio::test]
-async fn async_methods_run_off_the_runtime() {
-    let (_dir, store) = open_temp();
-    let stored = store
-        .insert(fixtures::session_events("s1"))
-        .await
-        .expect("insert");
-    assert_eq!(stored, 4);
-    assert_eq!(store.sessions(0).await.expect("sessions").len(), 1);
-    assert_eq!(store.events("s1".into()).await.expect("events").len(), 4);
+#[test]
+fn version_1_database_gains_the_approvals_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    {
+        let conn = Connection::open(&path).expect("raw");
+        conn.execute_batch("DROP TABLE approvals; PRAGMA user_version = 1;")
+            .expect("make it version 1");
+    }
+    let store = SqliteStore::open(&path).expect("migrate");
+    store
+        .open_approval_blocking(&suite::new_approval(
+            "a1",
+            jitgate_proto::audit::v1::ApprovalMode::Hold,
+            60,
+        ))
+        .expect("approvals work");
+    let conn = Connection::open(&path).expect("raw");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[test]
+fn newer_sqlite_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    Connection::open(&path)
+        .expect("raw")
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("bump");
+    let err = SqliteStore::open(&path).expect_err("newer");
+    assert!(matches!(err, StoreError::NewerSchema { found } if found == SCHEMA_VERSION + 1));
 }

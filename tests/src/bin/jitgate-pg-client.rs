@@ -8,6 +8,9 @@
 //! server-side statement with SQL `DEALLOCATE`/`PREPARE` as REAL_SQL, then execute the cached
 //! statement, which now runs REAL_SQL — a client that never describes what it executes.
 //!
+//! `jitgate-pg-client HOST PORT DB --params SQL VALUE...` runs one statement with its `$n`
+//! parameters bound to the text VALUEs (`env:NAME`: the value of the variable NAME).
+//!
 //! `jitgate-pg-client --scenario NAME CONNSTR` runs one conformance scenario (see
 //! [`scenarios`]) against a libpq keyword connection string and prints its transcript.
 
@@ -73,6 +76,30 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("redefining")?;
         for row in client.query(&statement, &[]).await.context("execute")? {
+            let cells: Vec<String> = (0..row.len()).map(|i| cell(&row, i)).collect();
+            println!("{}", cells.join("|"));
+        }
+        drop(client);
+        let _ = driver.await;
+        return Ok(());
+    }
+    if let [flag, sql, values @ ..] = statements
+        && flag == "--params"
+    {
+        // One statement with text parameters (the driver binds them in binary format).
+        // `env:NAME` takes the value from the environment, so it is not on the command line.
+        let values: Vec<String> = values
+            .iter()
+            .map(|v| match v.strip_prefix("env:") {
+                Some(name) => std::env::var(name).with_context(|| format!("${name}")),
+                None => Ok(v.clone()),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
+            .iter()
+            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        for row in client.query(sql.as_str(), &params).await.context("query")? {
             let cells: Vec<String> = (0..row.len()).map(|i| cell(&row, i)).collect();
             println!("{}", cells.join("|"));
         }

@@ -186,6 +186,33 @@ fn request_mode_refuses_with_an_id_and_the_rerun_succeeds_once_approved() {
         )
         .expect("superuser query");
     assert_eq!(exists.trim(), "orders_reviewed_4711");
+    // Both the refused statement and the rerun name the approval in the trail.
+    let statements = eventually("both statements under the approval", || {
+        let sessions = json_lines(&stack.cli(&["sessions", "--json"]).ok()?);
+        let mut found = Vec::new();
+        for s in sessions {
+            let session = s["session_id"].as_str()?.to_owned();
+            let events = json_lines(
+                &stack
+                    .cli(&["events", "--session", &session, "--json"])
+                    .ok()?,
+            );
+            found.extend(
+                events
+                    .into_iter()
+                    .filter(|e| e["statement"]["text"].as_str() == Some(sql)),
+            );
+        }
+        (found.len() == 2).then_some(found)
+    });
+    for e in &statements {
+        assert_eq!(e["statement"]["approval_id"], id.as_str(), "{e}");
+    }
+    assert!(
+        statements
+            .iter()
+            .any(|e| e["statement"]["decision"] == "allowed")
+    );
 }
 
 #[test]

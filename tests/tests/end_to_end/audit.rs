@@ -11,7 +11,16 @@ fn a_statement_cut_off_by_a_killed_client_is_cancelled_upstream_and_audited() {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let mut child = command.spawn().expect("psql spawns");
-    std::thread::sleep(Duration::from_millis(1500));
+    // Kill the client once the statement runs upstream (the server logs every statement), not
+    // after a fixed pause a loaded machine may not have reached it by.
+    eventually("the statement to run upstream", || {
+        stack
+            .pg
+            .server_log()
+            .contains("SELECT pg_sleep(5), 'cut off'")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
     child.kill().expect("kill psql");
     child.wait().expect("reaped");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -37,6 +46,17 @@ fn a_statement_cut_off_by_a_killed_client_is_cancelled_upstream_and_audited() {
         stmt["statement"]["command_tag"]
             .as_str()
             .is_some_and(|t| t.contains("unfinished")),
+        "{stmt}"
+    );
+    // What was known when the session ended is kept.
+    assert_eq!(
+        stmt["statement"]["policies"],
+        serde_json::json!(["ci-baseline"])
+    );
+    assert!(
+        stmt["statement"]["fingerprint"]
+            .as_str()
+            .is_some_and(|f| !f.is_empty()),
         "{stmt}"
     );
 }

@@ -5,7 +5,10 @@
 
 mod approvals;
 mod audit;
+mod audit_detail;
+mod audit_postgres;
 mod authz_regressions;
+mod collector_tls;
 mod connection;
 mod credentials;
 mod discovery;
@@ -15,5 +18,6 @@ mod pid_reuse;
 mod policy;
 mod policy_corpus;
 mod sources;
+mod spool;
 mod support;
 mod tls;

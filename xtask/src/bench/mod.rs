@@ -6,6 +6,7 @@
 
 mod doc;
 mod host;
+mod ingest;
 mod pgbench;
 mod report;
 mod workload;
@@ -54,6 +55,10 @@ pub struct Options {
     /// The agent logs in as the static CI role instead of a role made for each session.
     #[arg(long)]
     pub static_credentials: bool,
+    /// Only the collector ingest load test (events per second stored and acknowledged);
+    /// prints and records it. Needs no root.
+    #[arg(long)]
+    pub ingest: bool,
 }
 
 impl Options {
@@ -69,6 +74,9 @@ impl Options {
         if self.static_credentials {
             line.push_str(" --static-credentials");
         }
+        if self.ingest {
+            line.push_str(" --ingest");
+        }
         line
     }
 }
@@ -78,6 +86,10 @@ pub fn command(mut options: Options) -> anyhow::Result<()> {
     if options.quick {
         options.duration = options.duration.min(3);
         options.rounds = 1;
+    }
+    if options.ingest {
+        ensure!(options.rounds >= 1, "--rounds must be at least 1");
+        return run_ingest(&options);
     }
     ensure!(
         is_root(),
@@ -176,8 +188,20 @@ pub fn run(bins: &Binaries, options: &Options) -> anyhow::Result<()> {
         ticks_per_second: pgbench::ticks_per_second()?,
     };
     let results = measure(&env, options)?;
+    let full = options.workload.is_none() && options.target.is_none();
+    let ingest_table = if full {
+        println!("collector ingest load");
+        let load = bins.collector.with_file_name("jitgate-ingest-load");
+        ingest::table(&ingest::measure(&bins.collector, &load, options.rounds)?)
+    } else {
+        String::new()
+    };
 
-    let table = report::table(&results, wide_bytes);
+    let mut table = report::table(&results, wide_bytes);
+    if full {
+        table.push('\n');
+        table.push_str(&ingest_table);
+    }
     let verdicts = report::verdicts(&results, wide_bytes);
     println!("\n{table}");
     for verdict in &verdicts {
@@ -190,6 +214,27 @@ pub fn run(bins: &Binaries, options: &Options) -> anyhow::Result<()> {
         println!("\nrecorded in {}", path.display());
     }
     drop((single_use, pooled));
+    Ok(())
+}
+
+/// `cargo xtask bench --ingest`: only the collector ingest load test, printed and (unless
+/// `--quick`) recorded.
+fn run_ingest(options: &Options) -> anyhow::Result<()> {
+    let facts = host::facts(&step::workspace_root());
+    let date = host::now_utc();
+    let built = build::collector_binaries(true, &["jitgate-collector", "jitgate-ingest-load"])?;
+    let [collector, load] = built.as_slice() else {
+        anyhow::bail!("expected two collector binaries");
+    };
+    let table = ingest::table(&ingest::measure(collector, load, options.rounds)?);
+    println!("\n{table}");
+    if !options.quick {
+        let path = step::workspace_root().join("docs/benchmarks.md");
+        let verdicts = ["collector ingest only (no pgbench workloads in this run)".to_owned()];
+        let section = doc::section(&date, &options.command_line(), &facts, &table, &verdicts);
+        doc::record(&path, &section)?;
+        println!("\nrecorded in {}", path.display());
+    }
     Ok(())
 }
 

@@ -50,7 +50,7 @@ impl Results {
 }
 
 /// The median of `values` (mean of the middle two for an even count; 0 when empty).
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

@@ -44,10 +44,11 @@ pub struct Held {
 const HINT: &str = "Approvers see pending requests with `jitgate approvals list` and decide \
      with `jitgate approvals approve ID` or `deny ID`.";
 
-fn refusal(message: String) -> Rejection {
+fn refusal(message: String, approval_id: Option<&str>) -> Rejection {
     Rejection {
         sqlstate: "42501",
         rule: "approval".into(),
+        approval_id: approval_id.map(str::to_owned),
         message,
         hint: Some(HINT.into()),
     }
@@ -61,9 +62,11 @@ pub fn request(
     base: ApprovalRequest,
 ) -> ApprovalRequest {
     ApprovalRequest {
-        fingerprint: pg_query::fingerprint(sql)
-            .map(|f| f.hex)
-            .unwrap_or_else(|_| sql.to_owned()),
+        fingerprint: if analysis.fingerprint.is_empty() {
+            sql.to_owned()
+        } else {
+            analysis.fingerprint.clone()
+        },
         tables: analysis.tables.iter().cloned().collect(),
         actions: needed.actions.clone(),
         policy_ids: needed.policies.clone(),
@@ -99,9 +102,12 @@ pub fn hold_notice(out: &mut bytes::BytesMut, id: &str, wait: Duration) {
 pub fn resolve(client: ApprovalClient, request: ApprovalRequest, hold: Duration) -> Resolving {
     Box::pin(async move {
         let unavailable = |e: crate::approval::ApprovalError| {
-            refusal(format!(
-                "jitgate: the statement needs approval, but the approvals service is unavailable: {e}"
-            ))
+            refusal(
+                format!(
+                    "jitgate: the statement needs approval, but the approvals service is unavailable: {e}"
+                ),
+                None,
+            )
         };
         let id = request.id.clone();
         if let Some(by) = request.auto_approved_by.clone() {
@@ -122,26 +128,35 @@ pub fn resolve(client: ApprovalClient, request: ApprovalRequest, hold: Duration)
             if opened.status == Status::Approved {
                 return Ok((id, "policy".into()));
             }
-            return Err(refusal(format!(
-                "jitgate: the statement needs approval: request {id} is open; once it is \
+            return Err(refusal(
+                format!(
+                    "jitgate: the statement needs approval: request {id} is open; once it is \
                  approved, run the statement again within {ttl} s"
-            )));
+                ),
+                Some(&id),
+            ));
         }
         client.open(request).await.map_err(unavailable)?;
         match client.wait(&id, hold).await.map_err(unavailable)? {
             Outcome::Approved { by, .. } => Ok((id, by)),
-            Outcome::Denied { by, comment } => Err(refusal(format!(
-                "jitgate: approval request {id} was denied by {by}{}",
-                if comment.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {comment}")
-                }
-            ))),
-            Outcome::Expired | Outcome::TimedOut => Err(refusal(format!(
-                "jitgate: approval request {id} was not approved within {} s",
-                hold.as_secs()
-            ))),
+            Outcome::Denied { by, comment } => Err(refusal(
+                format!(
+                    "jitgate: approval request {id} was denied by {by}{}",
+                    if comment.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {comment}")
+                    }
+                ),
+                Some(&id),
+            )),
+            Outcome::Expired | Outcome::TimedOut => Err(refusal(
+                format!(
+                    "jitgate: approval request {id} was not approved within {} s",
+                    hold.as_secs()
+                ),
+                Some(&id),
+            )),
         }
     })
 }

@@ -12,7 +12,7 @@ use crate::pgwire::frontend::{self as fe, Bind, Execute, FunctionCall, Parse, Ta
 use crate::policy::{Analysis, Decision, StatementKind};
 use crate::proxy::ProxyError;
 use crate::proxy::pending::{
-    Execution, NamedFunction, Pending, Portal, PreparedStatement, Rejection, Undo,
+    Execution, NamedFunction, Pending, Portal, PreparedStatement, Rejection, Undo, Verdict,
 };
 
 /// The catalog query naming the function with `oid`: `schema.name(argument types)`, quoted where
@@ -60,17 +60,19 @@ impl Session<'_> {
         match frame.tag {
             fe::QUERY_TAG => {
                 let sql = fe::parse_query(&frame.body).map_err(client)?;
-                let (analysis, rejection) = self.judge(sql);
-                let exec = Execution::new(sql.into(), "simple", analysis, rejection);
+                let (analysis, rejection, verdict) = self.judge(sql);
+                let mut exec = Execution::new(sql.into(), "simple", analysis, rejection);
+                exec.verdict = verdict;
                 self.queue_simple(&frame, exec);
             }
             fe::PARSE_TAG => {
                 self.batch_open = true;
                 let parse = Parse::decode(&frame.body).map_err(client)?;
-                let (analysis, rejection) = self.judge(parse.query);
+                let (analysis, rejection, verdict) = self.judge(parse.query);
                 let statement = Arc::new(PreparedStatement {
                     sql: parse.query.into(),
                     analysis: analysis.clone(),
+                    verdict: verdict.clone(),
                 });
                 let previous = self.statements.insert(parse.name.to_owned(), statement);
                 let undo = Undo {
@@ -81,6 +83,7 @@ impl Session<'_> {
                     let mut exec =
                         Execution::new(parse.query.into(), "extended", analysis, Some(r.clone()));
                     exec.sqlstate = Some(r.sqlstate.to_owned());
+                    exec.verdict = verdict;
                     self.record_statement(&exec);
                     // Same name, a body that cannot parse: the server fails this Parse itself.
                     write_fe::parse(parse.name, REFUSED_SQL, [], &mut self.to_server)
@@ -94,10 +97,20 @@ impl Session<'_> {
                 self.batch_open = true;
                 let bind = Bind::decode(&frame.body).map_err(client)?;
                 let statement = self.statement(bind.statement);
-                let rejection = self.bind_rejection(bind.statement, &statement);
+                let (rejection, policies) = self.bind_rejection(bind.statement, &statement);
+                let parameters: Arc<[_]> = crate::proxy::params::of_bind(
+                    &bind,
+                    statement.analysis.as_deref(),
+                    &self.catalog,
+                )
+                .into();
+                let portal = Portal {
+                    statement,
+                    parameters: parameters.clone(),
+                };
                 let previous = self
                     .portals
-                    .insert(bind.portal.to_owned(), Arc::new(Portal { statement }));
+                    .insert(bind.portal.to_owned(), Arc::new(portal));
                 if let Some(r) = &rejection {
                     let mut exec = Execution::new(
                         format!("Bind of statement {:?}", bind.statement).into(),
@@ -106,6 +119,11 @@ impl Session<'_> {
                         Some(r.clone()),
                     );
                     exec.sqlstate = Some(r.sqlstate.to_owned());
+                    exec.parameters = parameters;
+                    exec.verdict = Verdict {
+                        policies,
+                        approval_id: r.approval_id.clone(),
+                    };
                     self.record_statement(&exec);
                     // A statement name that cannot exist: the server fails this Bind itself.
                     write_refused_bind(bind.portal, &mut self.to_server);
@@ -143,6 +161,8 @@ impl Session<'_> {
                 let mut execution =
                     Execution::new(s.sql.clone(), "extended", s.analysis.clone(), None);
                 execution.copy_ends = self.copy_ends;
+                execution.verdict = s.verdict.clone();
+                execution.parameters = portal.parameters.clone();
                 frame.write_to(&mut self.to_server);
                 self.pending.push_back(Pending::Execute(execution));
             }
@@ -224,10 +244,13 @@ impl Session<'_> {
     pub(super) fn forward_function_call(&mut self, frame: &Frame, function: &NamedFunction) {
         self.statements_seen += 1;
         let analysis = Arc::new(Analysis::function_call(function.name.clone()));
-        let rejection = self.integrity_rejection(&analysis);
-        let rejection = rejection.or_else(|| self.decide(&analysis));
+        let (rejection, verdict) = match self.integrity_rejection(&analysis) {
+            Some(r) => (Some(r), Verdict::default()),
+            None => self.decide(&analysis),
+        };
         let text: Arc<str> = format!("FunctionCall {}", function.signature).into();
-        let exec = Execution::new(text, "fastpath", Some(analysis), rejection);
+        let mut exec = Execution::new(text, "fastpath", Some(analysis), rejection);
+        exec.verdict = verdict;
         self.queue_simple(frame, exec);
     }
 
@@ -238,6 +261,7 @@ impl Session<'_> {
         self.statements_denied += 1;
         let rejection = Rejection {
             sqlstate: "0A000",
+            approval_id: None,
             rule: "fastpath-in-batch".into(),
             message: format!(
                 "jitgate: a FunctionCall (function OID {oid}) inside an extended-query batch is \
@@ -253,7 +277,7 @@ impl Session<'_> {
     }
 
     /// Analyses and decides a query string.
-    fn judge(&mut self, sql: &str) -> (Option<Arc<Analysis>>, Option<Rejection>) {
+    fn judge(&mut self, sql: &str) -> (Option<Arc<Analysis>>, Option<Rejection>, Verdict) {
         self.statements_seen += 1;
         let analysis = match self.ctx.analyzer.analyze(sql) {
             Ok(a) => a,
@@ -261,6 +285,7 @@ impl Session<'_> {
                 self.statements_denied += 1;
                 let rejection = Rejection {
                     sqlstate: "42601",
+                    approval_id: None,
                     rule: "unparseable".into(),
                     message: format!(
                         "jitgate: {} — statements PostgreSQL cannot parse are not forwarded",
@@ -268,53 +293,66 @@ impl Session<'_> {
                     ),
                     hint: None,
                 };
-                return (None, Some(rejection));
+                return (None, Some(rejection), Verdict::default());
             }
         };
-        let rejection = self.integrity_rejection(&analysis);
-        let rejection = rejection.or_else(|| self.decide(&analysis));
-        (Some(analysis), rejection)
+        let (rejection, verdict) = match self.integrity_rejection(&analysis) {
+            Some(r) => (Some(r), Verdict::default()),
+            None => self.decide(&analysis),
+        };
+        (Some(analysis), rejection, verdict)
     }
 
     /// Decides a Bind again: the statement was decided at Parse, but the session's search_path
     /// may have gained schemas since (PostgreSQL re-analyses cached statements then); a statement
     /// the agent did not Parse (SQL-level PREPARE shares the namespace) is decided as
     /// `EXECUTE name` would be.
-    fn bind_rejection(&mut self, name: &str, statement: &PreparedStatement) -> Option<Rejection> {
+    fn bind_rejection(
+        &mut self,
+        name: &str,
+        statement: &PreparedStatement,
+    ) -> (Option<Rejection>, Vec<String>) {
         let analysis = match &statement.analysis {
             Some(a) => a.clone(),
-            None if self.statements.contains_key(name) => return None,
-            None if name.is_empty() => return None,
+            None if self.statements.contains_key(name) => return (None, Vec::new()),
+            None if name.is_empty() => return (None, Vec::new()),
             None => {
                 let sql = format!("EXECUTE \"{}\"", name.replace('"', "\"\""));
                 match self.ctx.analyzer.analyze(&sql) {
                     Ok(a) => a,
-                    Err(_) => return None,
+                    Err(_) => return (None, Vec::new()),
                 }
             }
         };
         match self.policy.decide(&analysis) {
-            Decision::Allow { .. } => None,
+            Decision::Allow { .. } => (None, Vec::new()),
             Decision::Deny(d) => {
                 self.statements_denied += 1;
-                Some(Rejection {
-                    sqlstate: "42501",
-                    rule: d.rule,
-                    message: d.reason,
-                    hint: Some(DENIAL_HINT.into()),
-                })
+                let policies = d.policies.clone();
+                (
+                    Some(Rejection {
+                        sqlstate: "42501",
+                        approval_id: None,
+                        rule: d.rule,
+                        message: d.reason,
+                        hint: Some(DENIAL_HINT.into()),
+                    }),
+                    policies,
+                )
             }
             Decision::Approval(needed) => {
                 self.statements_denied += 1;
-                Some(Rejection {
+                let rejection = Rejection {
                     sqlstate: "42501",
+                    approval_id: None,
                     rule: needed.policies.join(","),
                     message: format!(
                         "jitgate: {}; approval is asked for at Parse or Query, not at Bind",
                         needed.reason
                     ),
                     hint: Some(APPROVAL_HINT.into()),
-                })
+                };
+                (Some(rejection), needed.policies)
             }
         }
     }
@@ -325,6 +363,7 @@ impl Session<'_> {
         self.statements_denied += 1;
         Some(Rejection {
             sqlstate: "42501",
+            approval_id: None,
             rule: "pinned-settings".into(),
             message: format!("jitgate: {reason}"),
             hint: Some(
@@ -335,11 +374,22 @@ impl Session<'_> {
         })
     }
 
-    /// The policy's decision on an analysed statement: `None` to forward it.
-    pub(super) fn decide(&mut self, analysis: &Arc<Analysis>) -> Option<Rejection> {
-        let rejection = match self.policy.decide(analysis) {
+    /// The policy's decision on an analysed statement (`None` to forward it), and what decided
+    /// it for the audit trail.
+    pub(super) fn decide(&mut self, analysis: &Arc<Analysis>) -> (Option<Rejection>, Verdict) {
+        let decision = self.policy.decide(analysis);
+        let mut verdict = Verdict {
+            policies: match &decision {
+                Decision::Allow { policies } => policies.clone(),
+                Decision::Deny(d) => d.policies.clone(),
+                Decision::Approval(needed) => needed.policies.clone(),
+            },
+            approval_id: None,
+        };
+        let rejection = match decision {
             Decision::Deny(d) => Some(Rejection {
                 sqlstate: "42501",
+                approval_id: None,
                 rule: d.rule,
                 message: d.reason,
                 hint: Some(DENIAL_HINT.into()),
@@ -350,15 +400,20 @@ impl Session<'_> {
                         Ok((id, by)) => {
                             tracing::info!(approval = %id, %by, "statement approved");
                             self.policy.allowed(analysis);
+                            verdict.approval_id = Some(id);
                             None
                         }
-                        Err(rejection) => Some(rejection),
+                        Err(rejection) => {
+                            verdict.approval_id.clone_from(&rejection.approval_id);
+                            Some(rejection)
+                        }
                     }
                 }
                 other => {
                     self.resolved = other;
                     Some(Rejection {
                         sqlstate: "42501",
+                        approval_id: None,
                         rule: needed.policies.join(","),
                         message: format!(
                             "jitgate: {}; this agent has no collector to ask for approval",
@@ -373,6 +428,7 @@ impl Session<'_> {
             {
                 Some(Rejection {
                     sqlstate: "42501",
+                    approval_id: None,
                     rule: "masking-copy".into(),
                     message: "jitgate: COPY ... TO is not allowed on a database with masked \
                               columns; use SELECT so masking applies"
@@ -385,7 +441,7 @@ impl Session<'_> {
         if rejection.is_some() {
             self.statements_denied += 1;
         }
-        rejection
+        (rejection, verdict)
     }
 
     /// Holds a Query or Parse whose statement needs approval that the collector can give:
@@ -439,6 +495,7 @@ impl Session<'_> {
             Arc::new(PreparedStatement {
                 sql: "<unknown prepared statement>".into(),
                 analysis: None,
+                verdict: Verdict::default(),
             })
         })
     }
@@ -447,6 +504,7 @@ impl Session<'_> {
         self.portals.get(name).cloned().unwrap_or_else(|| {
             Arc::new(Portal {
                 statement: self.statement(""),
+                parameters: Arc::from([]),
             })
         })
     }

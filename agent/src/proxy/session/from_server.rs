@@ -3,7 +3,9 @@
 //! the agent's own ErrorResponse, and record each finished statement in the audit trail.
 
 use crate::masking::MaskPlan;
-use crate::pgwire::backend::{self as be, ErrorFields, TransactionStatus, parse_row_description};
+use crate::pgwire::backend::{
+    self as be, ErrorFields, FieldDescription, TransactionStatus, parse_row_description,
+};
 use crate::pgwire::codec::Frame;
 use crate::pgwire::write::{self, Severity};
 use crate::policy::integrity;
@@ -12,7 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::policy::access::QualifiedName;
-use crate::proxy::pending::{NamedFunction, Pending, Rejection, Undo};
+use crate::proxy::pending::{Execution, NamedFunction, Pending, Rejection, Undo};
+use crate::proxy::sample::Sampler;
 
 use super::Session;
 
@@ -36,17 +39,23 @@ impl Session<'_> {
             be::ROW_DESCRIPTION_TAG => {
                 let fields = parse_row_description(&frame.body).map_err(upstream)?;
                 let plan = MaskPlan::new(&self.catalog, &fields);
+                let sample_rows = self.ctx.sample_rows;
                 match self.pending.front_mut() {
                     Some(Pending::Query(exec)) => {
                         exec.plan = Some(plan);
+                        sampler(exec, sample_rows).describe(&fields);
                         frame.write_to(&mut self.to_client);
                     }
-                    Some(Pending::Describe { .. }) => self.finish_describe(frame, plan),
+                    Some(Pending::Describe { .. }) => {
+                        self.finish_describe(frame, plan, Some(&fields));
+                    }
                     _ => frame.write_to(&mut self.to_client),
                 }
             }
             be::NO_DATA_TAG => match self.pending.front() {
-                Some(Pending::Describe { .. }) => self.finish_describe(frame, MaskPlan::default()),
+                Some(Pending::Describe { .. }) => {
+                    self.finish_describe(frame, MaskPlan::default(), None);
+                }
                 _ => frame.write_to(&mut self.to_client),
             },
             be::PARSE_COMPLETE_TAG | be::BIND_COMPLETE_TAG | be::CLOSE_COMPLETE_TAG => {
@@ -124,6 +133,7 @@ impl Session<'_> {
     }
 
     fn on_data_row(&mut self, frame: Frame) -> Result<(), ProxyError> {
+        let start = self.to_client.len();
         let exec = match self.pending.front_mut() {
             Some(Pending::Query(exec) | Pending::Execute(exec)) => Some(exec),
             _ => None,
@@ -149,6 +159,12 @@ impl Session<'_> {
         if let Some(exec) = exec {
             exec.rows += 1;
             exec.masked += masked;
+            let sent = &self.to_client[start..];
+            exec.bytes += sent.len() as u64;
+            // Once the sample is full, a row costs this comparison.
+            if self.ctx.sample_rows > 0 {
+                sampler(exec, self.ctx.sample_rows).row(sent);
+            }
         }
         Ok(())
     }
@@ -294,11 +310,19 @@ impl Session<'_> {
         Ok(())
     }
 
-    fn finish_describe(&mut self, frame: Frame, plan: MaskPlan) {
+    fn finish_describe(
+        &mut self,
+        frame: Frame,
+        plan: MaskPlan,
+        fields: Option<&[FieldDescription]>,
+    ) {
         if let Some(Pending::Describe { injected: true }) = self.pending.pop_front() {
             // Our own Describe: its answer is the plan of the Execute queued right after it.
             if let Some(Pending::Execute(execution)) = self.pending.front_mut() {
                 execution.plan = Some(plan);
+                if let Some(fields) = fields {
+                    sampler(execution, self.ctx.sample_rows).describe(fields);
+                }
             }
             return;
         }
@@ -351,6 +375,12 @@ impl Session<'_> {
         }
         Ok(())
     }
+}
+
+/// The result sampler of `exec`, made on first use with room for `limit` rows.
+fn sampler(exec: &mut Execution, limit: usize) -> &mut Sampler {
+    exec.sample
+        .get_or_insert_with(|| Box::new(Sampler::new(limit)))
 }
 
 /// Why the server did not take a Parse or Bind the agent already recorded.

@@ -9,6 +9,7 @@
 //! exactly in step.
 
 mod approval;
+mod fence;
 mod from_client;
 mod from_server;
 
@@ -110,6 +111,8 @@ pub struct Session<'a> {
     statements: HashMap<String, Arc<PreparedStatement>>,
     portals: HashMap<String, Arc<Portal>>,
     to_client: BytesMut,
+    /// Holds client bytes that complete a statement until its audit event is committed.
+    fence: fence::Fence,
     to_server: BytesMut,
     status: TransactionStatus,
     /// A FunctionCall waiting for its function's name ([`Pending::Lookup`]); nothing more is read
@@ -157,6 +160,7 @@ impl<'a> Session<'a> {
         audit: &'a mut SessionAudit,
         status: TransactionStatus,
     ) -> Self {
+        let durable = audit.durable();
         Self {
             ctx,
             policy,
@@ -166,6 +170,7 @@ impl<'a> Session<'a> {
             statements: HashMap::new(),
             portals: HashMap::new(),
             to_client: BytesMut::with_capacity(64 * 1024),
+            fence: fence::Fence::new(durable),
             to_server: BytesMut::with_capacity(16 * 1024),
             status,
             held: None,
@@ -215,7 +220,8 @@ impl<'a> Session<'a> {
 
     /// Records every statement still waiting for the server's answer when the session ended
     /// (the client disconnected mid-query, the server went away): it may have run, so the trail
-    /// must show it.
+    /// must show it, with what is known of it (decision, parameters, rows and bytes sent so far,
+    /// the sample so far).
     /// Returns how many there were.
     pub fn record_unfinished(&mut self) -> usize {
         let pending = std::mem::take(&mut self.pending);
@@ -249,10 +255,13 @@ impl<'a> Session<'a> {
         loop {
             let deadline = self.deadline.as_ref().map_or(far, |(at, _)| *at);
             let read_client = self.may_read_client();
-            let audit_waiting = self.audit.has_backlog();
             let read_server = self.may_read_server();
             let send_server = !self.to_server.is_empty() || flush_server;
-            let send_client = !self.to_client.is_empty() || flush_client;
+            let sendable = self.fence.sendable(self.to_client.len());
+            let send_client = sendable > 0 || flush_client;
+            // Decided from the same reading as `sendable`: a commit landing in between must
+            // not leave the loop with neither branch enabled (released() returns at once then).
+            let fenced = sendable == 0 && !self.to_client.is_empty();
             tokio::select! {
                 frame = client.reader.next(), if read_client => {
                     let mut flow = self.client_frame(frame)?;
@@ -280,7 +289,7 @@ impl<'a> Session<'a> {
                         return Ok(end);
                     }
                 }
-                () = self.audit.drain(), if audit_waiting => {}
+                () = self.fence.released(), if fenced => {}
                 resolution = approval_outcome(&mut self.approval_future), if self.approval_future.is_some() => {
                     self.approval_future = None;
                     if let Some(held) = self.approving.take() {
@@ -299,8 +308,9 @@ impl<'a> Session<'a> {
                     let sent = sent.map_err(|e| ProxyError::Upstream(WireError::Io(e)))?;
                     flush_server = advance(&mut self.to_server, sent);
                 }
-                sent = send_some(&mut client.writer, &self.to_client), if send_client => {
+                sent = send_some(&mut client.writer, &self.to_client[..sendable]), if send_client => {
                     let sent = sent.map_err(|e| ProxyError::Client(WireError::Io(e)))?;
+                    self.fence.sent(sent);
                     flush_client = advance(&mut self.to_client, sent);
                 }
             }
@@ -308,13 +318,9 @@ impl<'a> Session<'a> {
     }
 
     /// Whether to read more from the client: not while a FunctionCall waits for its function's
-    /// name, while [`BACKPRESSURE`] bytes wait to go to the server, or while the session's audit
-    /// events wait for room on the queue.
+    /// name or while [`BACKPRESSURE`] bytes wait to go to the server.
     fn may_read_client(&self) -> bool {
-        self.held.is_none()
-            && self.approving.is_none()
-            && self.to_server.len() < BACKPRESSURE
-            && !self.audit.has_backlog()
+        self.held.is_none() && self.approving.is_none() && self.to_server.len() < BACKPRESSURE
     }
 
     /// Whether to read more from the server: not while [`BACKPRESSURE`] bytes wait to go to the
@@ -340,6 +346,8 @@ impl<'a> Session<'a> {
                 self.to_server.clear();
             }
             End::UpstreamClosed => {
+                // What completes a statement goes out only once its event is committed.
+                self.audit.flush().await;
                 write_flushed(&mut client.writer, &self.to_client)
                     .await
                     .map_err(|e| ProxyError::Client(WireError::Io(e)))?;
@@ -402,7 +410,20 @@ impl<'a> Session<'a> {
             command_tag: exec.tags.join("; "),
             sqlstate: exec.sqlstate.clone().unwrap_or_default(),
             duration_us: u64::try_from(exec.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            fingerprint: analysis.map(|a| a.fingerprint.clone()).unwrap_or_default(),
+            parameters: exec.parameters.to_vec(),
+            policies: exec.verdict.policies.clone(),
+            approval_id: exec.verdict.approval_id.clone().unwrap_or_default(),
+            bytes: exec.bytes,
+            sample: exec.sample.as_ref().and_then(|s| s.finish()),
+            dangerous: analysis
+                .map(|a| a.dangerous.iter().map(|d| (*d).to_owned()).collect())
+                .unwrap_or_default(),
         };
-        self.audit.record(pb::event::Kind::Statement(event));
+        let ticket = self.audit.record(pb::event::Kind::Statement(event));
+        // Everything appended for the client from here on (the CommandComplete, ErrorResponse
+        // or ReadyForQuery that completes the statement) waits until the event is committed.
+        let position = self.fence.appended(self.to_client.len());
+        self.fence.hold(position, ticket);
     }
 }

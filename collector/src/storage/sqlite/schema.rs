@@ -7,13 +7,13 @@
 //! approval request with its state and grant (see [`super::approvals`]). `PRAGMA user_version`
 //! records the schema version so later versions can migrate.
 //!
-//! Migrations: version 2 added `approvals`. Every statement is `IF NOT EXISTS`, so opening a
-//! version-1 file creates the new table and index and records version 2.
+//! Migrations: version 2 added `approvals`; version 3 added the indexes the query API's filters,
+//! export and retention use. Every statement is `IF NOT EXISTS`, so opening an older file
+//! creates what is missing and records the current version.
 
 use rusqlite::Connection;
 
-/// Schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+use crate::storage::SCHEMA_VERSION;
 
 /// Statements that create the schema; all idempotent.
 const CREATE: &str = r#"
@@ -90,6 +90,16 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_by_status ON approvals (status, expires_unix_us);
 CREATE INDEX IF NOT EXISTS approvals_grants ON approvals (issuer, subject, grant_expires_unix_us);
+
+-- Version 3: `jitgate sessions` filters, `jitgate export` paging, retention.
+CREATE INDEX IF NOT EXISTS events_by_time_id ON events (time_unix_us, event_id);
+CREATE INDEX IF NOT EXISTS sessions_by_subject_only ON sessions (subject);
+CREATE INDEX IF NOT EXISTS sessions_by_app ON sessions (app_id);
+CREATE INDEX IF NOT EXISTS sessions_by_object ON sessions (object_id);
+CREATE INDEX IF NOT EXISTS sessions_by_repository ON sessions (repository, started_unix_us);
+CREATE INDEX IF NOT EXISTS sessions_by_target ON sessions (target, started_unix_us);
+CREATE INDEX IF NOT EXISTS sessions_by_host ON sessions (agent_host, started_unix_us);
+CREATE INDEX IF NOT EXISTS approvals_by_requested ON approvals (requested_unix_us);
 "#;
 
 /// Applies the connection settings: WAL journal (readers never block the writer),

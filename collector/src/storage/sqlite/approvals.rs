@@ -1,4 +1,4 @@
-//! The `approvals` table: approval requests, their decisions, and the grants of approved
+//! SQLite: the `approvals` table: approval requests, their decisions, and the grants of approved
 //! request-mode approvals.
 //!
 //! Every change writes its lifecycle event (`approval_requested`, `approval_granted`,
@@ -9,117 +9,22 @@
 //!
 //! Times are passed in (microseconds since the Unix epoch) so callers and tests control the
 //! clock; a pending request whose `expires_unix_us` has passed is expired by
-//! [`Store::expire_due_blocking`], which [`Store::decide_blocking`] also runs first.
+//! [`SqliteStore::expire_due_blocking`], which [`SqliteStore::decide_blocking`] also runs first.
 
 use jitgate_proto::audit::v1::{
-    Approval, ApprovalDenied, ApprovalExpired, ApprovalGranted, ApprovalMode, ApprovalRequested,
-    ApprovalStatus, Event, GrantScope, event::Kind,
+    Approval, ApprovalExpired, ApprovalGranted, ApprovalRequested, ApprovalStatus, event::Kind,
 };
 use prost::Message;
 use rusqlite::{OptionalExtension, Row, Transaction, named_params};
 
-use super::{Store, StoreError, insert_events, lock};
+use super::{SqliteStore, insert_events, lock};
+use crate::storage::StoreError;
+use crate::storage::approval::{
+    ApprovalFilter, COLUMNS, DEFAULT_APPROVAL_LIMIT, DecideOutcome, GrantQuery, MAX_APPROVAL_LIMIT,
+    NewApproval, Origin, covers, grant_end, mode_name, status_of,
+};
 
-/// Approvals returned by [`Store::list_approvals_blocking`] when the filter's limit is 0.
-pub const DEFAULT_APPROVAL_LIMIT: u32 = 100;
-/// Upper bound on approvals returned by one list call.
-pub const MAX_APPROVAL_LIMIT: u32 = 10_000;
-
-/// Columns [`from_row`] expects, in order.
-const COLUMNS: &str = "approval_id, session_id, agent_host, requested_unix_us, status, decided_by,
-     decided_unix_us, comment, grant_expires_unix_us, request, seq";
-
-/// A validated approval request to store.
-#[derive(Clone, Debug)]
-pub struct NewApproval {
-    /// What was asked; `expires_unix_us` must already be the pending deadline.
-    pub request: ApprovalRequested,
-    /// The audit session that asked.
-    pub session_id: String,
-    /// `seq` for the approval's events in that session.
-    pub seq: u64,
-    /// Runner host name.
-    pub agent_host: String,
-    /// When the collector received the request.
-    pub requested_unix_us: i64,
-    /// `Some("policy:<id>")`: approved automatically, stored as already approved.
-    pub auto_approved_by: Option<String>,
-}
-
-/// What [`Store::decide_blocking`] did.
-#[derive(Clone, Debug, PartialEq)]
-pub enum DecideOutcome {
-    /// The request was pending and is now approved or denied.
-    Decided(Approval),
-    /// The request was already decided or has expired; nothing changed.
-    NotPending(Approval),
-    /// No request has this id.
-    NotFound,
-}
-
-/// Which approvals [`Store::list_approvals_blocking`] returns.
-#[derive(Clone, Debug, Default)]
-pub struct ApprovalFilter {
-    /// Every status (newest first) instead of pending only.
-    pub all: bool,
-    /// Most rows; 0 means [`DEFAULT_APPROVAL_LIMIT`], capped at [`MAX_APPROVAL_LIMIT`].
-    pub limit: u32,
-    /// Only this session's requests, when non-empty.
-    pub session_id: String,
-    /// Only this OIDC subject's requests, when non-empty.
-    pub subject: String,
-}
-
-/// A statement looking for a live grant (see [`Store::find_grant_blocking`]).
-#[derive(Clone, Debug, Default)]
-pub struct GrantQuery {
-    /// OIDC issuer of the identity.
-    pub issuer: String,
-    /// OIDC subject of the identity.
-    pub subject: String,
-    /// The grant's target must equal this, when non-empty.
-    pub target: String,
-    /// The grant's database must equal this, when non-empty.
-    pub database: String,
-    /// Matches grants of scope fingerprint with exactly this fingerprint, when non-empty.
-    pub fingerprint: String,
-    /// With `actions`: matches grants of scope tables that list every one of these tables...
-    pub tables: Vec<String>,
-    /// ...and every one of these actions.
-    pub actions: Vec<String>,
-}
-
-/// The stable lowercase name of an approval status, as stored and printed.
-pub fn status_name(status: ApprovalStatus) -> &'static str {
-    match status {
-        ApprovalStatus::Pending => "pending",
-        ApprovalStatus::Approved => "approved",
-        ApprovalStatus::Denied => "denied",
-        ApprovalStatus::Expired => "expired",
-        ApprovalStatus::Unspecified => "unspecified",
-    }
-}
-
-/// The stable lowercase name of an approval mode, as stored and printed.
-pub fn mode_name(mode: ApprovalMode) -> &'static str {
-    match mode {
-        ApprovalMode::Hold => "hold",
-        ApprovalMode::Request => "request",
-        ApprovalMode::Unspecified => "unspecified",
-    }
-}
-
-fn status_of(name: &str) -> ApprovalStatus {
-    match name {
-        "pending" => ApprovalStatus::Pending,
-        "approved" => ApprovalStatus::Approved,
-        "denied" => ApprovalStatus::Denied,
-        "expired" => ApprovalStatus::Expired,
-        _ => ApprovalStatus::Unspecified,
-    }
-}
-
-impl Store {
+impl SqliteStore {
     /// Stores `new` and its `approval_requested` event (plus `approval_granted` when it was
     /// approved automatically). Idempotent by approval id: a known id is returned as stored,
     /// with `false`.
@@ -241,28 +146,7 @@ impl Store {
             seq,
             agent_host: &approval.agent_host,
         };
-        let event = if approve {
-            origin.event(
-                "granted",
-                now,
-                Kind::ApprovalGranted(ApprovalGranted {
-                    approval_id: id.to_owned(),
-                    decided_by: decided_by.to_owned(),
-                    comment: comment.to_owned(),
-                    grant_expires_unix_us: grant_expires,
-                }),
-            )
-        } else {
-            origin.event(
-                "denied",
-                now,
-                Kind::ApprovalDenied(ApprovalDenied {
-                    approval_id: id.to_owned(),
-                    decided_by: decided_by.to_owned(),
-                    comment: comment.to_owned(),
-                }),
-            )
-        };
+        let event = origin.decision(approve, decided_by, comment, grant_expires, now);
         insert_events(&tx, &[event], now)?;
         let (approval, _) = select(&tx, id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         tx.commit()?;
@@ -368,32 +252,6 @@ impl Store {
     }
 }
 
-/// Does the grant of `request` cover the statement of `query`?
-fn covers(request: &ApprovalRequested, query: &GrantQuery) -> bool {
-    match request.grant_scope() {
-        GrantScope::Tables => {
-            !query.tables.is_empty()
-                && !query.actions.is_empty()
-                && query.tables.iter().all(|t| request.tables.contains(t))
-                && query.actions.iter().all(|a| request.actions.contains(a))
-        }
-        GrantScope::Fingerprint | GrantScope::Unspecified => {
-            !query.fingerprint.is_empty() && query.fingerprint == request.fingerprint
-        }
-    }
-}
-
-/// End of the grant an approval at `now` opens: request mode only, `now + grant_ttl_s`.
-fn grant_end(request: &ApprovalRequested, now: i64) -> i64 {
-    if request.mode() != ApprovalMode::Request {
-        return 0;
-    }
-    let ttl_us = i64::try_from(request.grant_ttl_s)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000_000);
-    now.saturating_add(ttl_us)
-}
-
 /// Expires the pending requests due at `now` inside `tx`.
 fn expire_in(tx: &Transaction<'_>, now: i64) -> Result<usize, StoreError> {
     let due: Vec<(String, String, u64, String, i64)> = {
@@ -467,26 +325,4 @@ fn from_row(row: &Row<'_>) -> Result<(Approval, u64), StoreError> {
         grant_expires_unix_us: row.get(8)?,
     };
     Ok((approval, row.get(10)?))
-}
-
-/// Where an approval's events go: its session, seq and host.
-struct Origin<'a> {
-    approval_id: &'a str,
-    session_id: &'a str,
-    seq: u64,
-    agent_host: &'a str,
-}
-
-impl Origin<'_> {
-    /// The lifecycle event `step` (`requested`, `granted`, ...) at `time`.
-    fn event(&self, step: &str, time: i64, kind: Kind) -> Event {
-        Event {
-            event_id: format!("{}/{step}", self.approval_id),
-            session_id: self.session_id.to_owned(),
-            seq: self.seq,
-            time_unix_us: time,
-            agent_host: self.agent_host.to_owned(),
-            kind: Some(kind),
-        }
-    }
 }

@@ -1,4 +1,4 @@
-//! The `sessions` table: one aggregated row per client connection, folded from that session's
+//! SQLite: the `sessions` table: one aggregated row per client connection, folded from that session's
 //! events as they are stored, and read back as [`SessionSummary`] messages.
 //!
 //! Events may arrive in any order (an agent resends unacknowledged events after a reconnect), so
@@ -10,7 +10,7 @@ use jitgate_proto::audit::v1::{Decision, Event, Identity, Process, SessionSummar
 use prost::Message;
 use rusqlite::{Row, Transaction, named_params};
 
-use super::StoreError;
+use crate::storage::StoreError;
 
 /// Folds one newly stored event into its session's row, creating the row when needed.
 /// Runs inside the transaction that inserted the event; call it only for events that were not
@@ -41,7 +41,7 @@ pub fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
                      process = :process, target = :target, database = :database,
                      client_user = :client_user, upstream_user = :upstream_user,
                      client_addr = :client_addr
-                 WHERE session_id = :session_id",
+                 WHERE session_id = :session_id AND process IS NULL",
                 named_params! {
                     ":issuer": identity.issuer,
                     ":subject": identity.subject,
@@ -117,7 +117,11 @@ pub fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
             Kind::ApprovalRequested(_)
             | Kind::ApprovalGranted(_)
             | Kind::ApprovalDenied(_)
-            | Kind::ApprovalExpired(_),
+            | Kind::ApprovalExpired(_)
+            | Kind::AgentStarted(_)
+            | Kind::AgentStopped(_)
+            | Kind::PolicyReloaded(_)
+            | Kind::SpoolOverflow(_),
         )
         | None => {}
     }
