@@ -40,6 +40,20 @@ pub struct Analysis {
     pub fingerprint: String,
     /// Which column each `$n` parameter is tied to ([`super::params`]).
     pub params: ParamTies,
+    /// The top-level statements of a string holding more than one, in order (empty for a
+    /// single statement): the server answers each with its own CommandComplete, and the audit
+    /// trail records each as its own event.
+    pub parts: Vec<Part>,
+}
+
+/// One top-level statement of a multi-statement query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// Its text: byte range in the query string, as the parser located it (`RawStmt`
+    /// `stmt_location`/`stmt_len`), without surrounding white space.
+    pub range: std::ops::Range<usize>,
+    /// Its `pg_query` fingerprint (hex; empty when it cannot be computed).
+    pub fingerprint: String,
 }
 
 impl Analysis {
@@ -72,6 +86,7 @@ impl Analysis {
             integrity,
             fingerprint: String::new(),
             params: ParamTies::default(),
+            parts: Vec::new(),
         }
     }
 }
@@ -148,7 +163,11 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
             .map(|f| f.hex)
             .unwrap_or_default(),
         params: ParamTies::default(),
+        parts: Vec::new(),
     };
+    if parsed.protobuf.stmts.len() > 1 {
+        analysis.parts = parts(sql, &parsed.protobuf.stmts);
+    }
     let mut trees = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
         let Some(stmt) = raw.stmt.as_ref() else {
@@ -198,6 +217,32 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
     }
     analysis.params = ParamTies::of(&trees);
     Ok(analysis)
+}
+
+/// The top-level statements of `sql`, located by the parser (`stmt_len` 0 means "to the end").
+fn parts(sql: &str, stmts: &[pg_query::protobuf::RawStmt]) -> Vec<Part> {
+    stmts
+        .iter()
+        .map(|raw| {
+            let start = usize::try_from(raw.stmt_location)
+                .unwrap_or(0)
+                .min(sql.len());
+            let end = match usize::try_from(raw.stmt_len) {
+                Ok(0) | Err(_) => sql.len(),
+                Ok(len) => start.saturating_add(len).min(sql.len()),
+            };
+            let text = sql.get(start..end).unwrap_or_default();
+            let trimmed = text.trim_start();
+            let start = start + (text.len() - trimmed.len());
+            let range = start..start + trimmed.trim_end().len();
+            let fingerprint = sql
+                .get(range.clone())
+                .and_then(|t| pg_query::fingerprint(t).ok())
+                .map(|f| f.hex)
+                .unwrap_or_default();
+            Part { range, fingerprint }
+        })
+        .collect()
 }
 
 /// A write to `pg_settings` (any schema): its update rule calls `set_config`, so it changes
@@ -329,6 +374,25 @@ mod tests {
 
     fn kinds(sql: &str) -> Vec<StatementKind> {
         analyze(sql).expect("parses").kinds.into_iter().collect()
+    }
+
+    #[test]
+    fn a_multi_statement_string_is_split_into_its_statements() {
+        let sql = "  update t set a = 1 ;\n select 'x;y' /* ; */;;select 2";
+        let analysis = analyze(sql).expect("parses");
+        let texts: Vec<&str> = analysis
+            .parts
+            .iter()
+            .map(|p| &sql[p.range.clone()])
+            .collect();
+        assert_eq!(
+            texts,
+            ["update t set a = 1", "select 'x;y' /* ; */", "select 2"]
+        );
+        assert_eq!(analysis.statements, 3);
+        assert!(analysis.parts.iter().all(|p| !p.fingerprint.is_empty()));
+        assert_ne!(analysis.parts[0].fingerprint, analysis.parts[1].fingerprint);
+        assert!(analyze("select 1;").expect("parses").parts.is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use crate::masking::MaskPlan;
 use crate::policy::Analysis;
+use crate::policy::analysis::Part;
 
 /// A statement refused by the agent: what the client is told instead of the server's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +90,9 @@ pub struct Execution {
     /// Masking plan for the current result: set by each RowDescription of a simple Query, and
     /// by the answer to the Describe the agent sends before each Execute on a masked database.
     pub plan: Option<MaskPlan>,
+    /// Statements of a multi-statement Query already recorded ([`Analysis::parts`]); `rows`,
+    /// `bytes`, `masked`, `sample`, `tags`, `sqlstate` and `started` count from the last one.
+    pub parts_done: usize,
 }
 
 impl Execution {
@@ -115,7 +119,43 @@ impl Execution {
             started: Instant::now(),
             copy_ends: 0,
             plan: None,
+            parts_done: 0,
         }
+    }
+
+    /// Whether it is recorded as one event with its whole text: refused (nothing ran) or a
+    /// single statement.
+    fn whole(&self) -> bool {
+        self.rejection.is_some() || self.analysis.as_ref().is_none_or(|a| a.parts.is_empty())
+    }
+
+    /// The statement the server answers next, when it is recorded statement by statement.
+    pub fn current_part(&self) -> Option<&Part> {
+        if self.whole() {
+            return None;
+        }
+        self.analysis.as_ref()?.parts.get(self.parts_done)
+    }
+
+    /// How many of its events are still to be recorded.
+    pub fn parts_left(&self) -> usize {
+        let total = match &self.analysis {
+            Some(a) if !self.whole() => a.parts.len(),
+            _ => 1,
+        };
+        total.saturating_sub(self.parts_done)
+    }
+
+    /// Notes the current statement recorded: the counters start again for the next one.
+    pub fn part_done(&mut self) {
+        self.parts_done += 1;
+        self.rows = 0;
+        self.bytes = 0;
+        self.masked = 0;
+        self.sample = None;
+        self.tags.clear();
+        self.sqlstate = None;
+        self.started = Instant::now();
     }
 }
 

@@ -60,3 +60,59 @@ fn a_statement_cut_off_by_a_killed_client_is_cancelled_upstream_and_audited() {
         "{stmt}"
     );
 }
+
+#[test]
+fn a_multi_statement_query_is_recorded_statement_by_statement() {
+    let Some(stack) = stack() else { return };
+    // One Query message (psql -c sends the string whole): the server answers each statement
+    // with its own CommandComplete, stops at the error, and never runs the last one.
+    let out = stack
+        .psql(
+            "SELECT count(*) AS in_orders FROM orders; SELECT 1/0; SELECT 'never run'",
+            true,
+        )
+        .expect("psql runs");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        orders_count(&stack).to_string(),
+        "{}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stderr).contains("division by zero"),
+        "{}",
+        describe(&out)
+    );
+    let events = events_with(&stack, "SELECT 'never run'");
+    let statements: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "statement")
+        .map(|e| &e["statement"])
+        .collect();
+    let texts: Vec<&str> = statements
+        .iter()
+        .filter_map(|s| s["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "SELECT count(*) AS in_orders FROM orders",
+            "SELECT 1/0",
+            "SELECT 'never run'"
+        ],
+        "{events:?}"
+    );
+    assert_eq!(statements[0]["command_tag"], "SELECT 1");
+    assert_eq!(statements[0]["rows"], 1);
+    assert_eq!(statements[1]["sqlstate"], "22012");
+    assert_eq!(statements[1]["rows"], 0);
+    assert!(
+        statements[2]["command_tag"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("(not run")),
+        "{}",
+        statements[2]
+    );
+    // Each statement has its own shape.
+    assert_ne!(statements[0]["fingerprint"], statements[1]["fingerprint"]);
+}

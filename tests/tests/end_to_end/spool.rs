@@ -208,6 +208,64 @@ fn a_killed_agent_loses_no_statement_its_clients_saw_complete() {
     assert_ne!(runs[0].session_id, runs[1].session_id);
 }
 
+/// The server flushes a multi-statement Query's output only when its send buffer fills or the
+/// Query ends, so the second statement streams rows slowly: the first statement's
+/// CommandComplete reaches psql while the second still runs, and psql prints the first result
+/// once the connection breaks.
+const MULTI: &str = "select 'first of two' as marker; \
+     select pg_sleep(0.005), repeat('y', 2000) from generate_series(1, 6000)";
+
+#[test]
+fn a_killed_agent_keeps_a_statement_completed_earlier_in_the_same_query() {
+    let Some(mut stack) = stack() else { return };
+    let mut command = stack.psql_command(true);
+    command
+        .args(["-c", MULTI])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let client = command.spawn().expect("psql spawns");
+    // The second statement has been streaming rows for a while: the first one's
+    // CommandComplete went out with the first buffer of them.
+    eventually("the second statement to stream rows", || {
+        let active = stack
+            .pg
+            .psql_superuser_in(
+                "shop",
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%first of two%' \
+                 AND state = 'active' AND now() - query_start > interval '1 second' \
+                 AND pid <> pg_backend_pid();",
+            )
+            .ok()?;
+        (active.trim() == "1").then_some(())
+    });
+    stack.restart_agent_after_kill().expect("agent restarts");
+    let out = client.wait_with_output().expect("psql finishes");
+    assert!(
+        !out.status.success(),
+        "the kill cut psql off: {}",
+        describe(&out)
+    );
+    assert!(
+        text(&out.stdout).contains("first of two"),
+        "psql saw the first statement complete: {}",
+        describe(&out)
+    );
+    let first = "select 'first of two' as marker";
+    let events = wait_for_statements(&stack, &[first.to_owned()], Duration::from_secs(60));
+    let recorded: Vec<&jitgate_proto::audit::v1::Statement> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Statement(s)) if s.text == first => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].command_tag, "SELECT 1");
+    assert_eq!(recorded[0].rows, 1);
+    assert_chains_verify(&events);
+}
+
 #[test]
 fn events_recorded_while_the_collector_is_down_arrive_exactly_once() {
     let Some(mut stack) = stack() else { return };

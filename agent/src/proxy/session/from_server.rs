@@ -81,6 +81,7 @@ impl Session<'_> {
                         if !tag.is_empty() {
                             exec.tags.push(tag);
                         }
+                        self.record_completed_part();
                     }
                     Some(Pending::Execute(execution)) => {
                         if !tag.is_empty() {
@@ -114,7 +115,10 @@ impl Session<'_> {
             be::READY_FOR_QUERY_TAG => {
                 self.status = TransactionStatus::parse(&frame.body).map_err(upstream)?;
                 match self.pending.pop_front() {
-                    Some(Pending::Query(exec)) => self.record_statement(&exec),
+                    Some(Pending::Query(exec)) => self.record_remaining_parts(
+                        exec,
+                        "(not run: the server ended the Query before it, after an error)",
+                    ),
                     Some(Pending::Sync { .. }) | None => {}
                     Some(other) => {
                         // The server ended a request the queue thought still open: the queue
@@ -188,11 +192,10 @@ impl Session<'_> {
                 Pending::Bind { undo, .. } => {
                     undo_update(&mut self.portals, undo, Rejected::Skipped)
                 }
-                Pending::Query(mut exec) => {
-                    exec.tags
-                        .push("(not run: the server skipped it after an earlier error)".into());
-                    self.record_statement(&exec);
-                }
+                Pending::Query(exec) => self.record_remaining_parts(
+                    exec,
+                    "(not run: the server skipped it after an earlier error)",
+                ),
                 Pending::Lookup { oid, .. } => self.release_skipped_call(oid),
                 _ => {}
             }
@@ -341,6 +344,7 @@ impl Session<'_> {
                     Some(r) => r.sqlstate.to_owned(),
                     None => sqlstate,
                 });
+                self.record_completed_part();
             }
             Some(_) => {
                 // Extended protocol: this request failed; the server skips to Sync.

@@ -12,6 +12,7 @@ mod approval;
 mod fence;
 mod from_client;
 mod from_server;
+mod record;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::codec::FramedRead;
 
 use super::negotiate::{BoxRead, BoxWrite, write_flushed};
-use super::pending::{Execution, NamedFunction, Pending, Portal, PreparedStatement};
+use super::pending::{NamedFunction, Pending, Portal, PreparedStatement};
 use super::{Context, ProxyError};
 use crate::audit::SessionAudit;
 use crate::masking::MaskCatalog;
@@ -31,10 +32,12 @@ use crate::pgwire::backend::TransactionStatus;
 use crate::pgwire::codec::{Frame, TaggedCodec};
 use crate::policy::SessionPolicy;
 use crate::proxy::upstream::Upstream;
-use jitgate_proto::audit::v1 as pb;
 
 /// The text sent to the server in place of a refused statement: it cannot parse, so nothing runs.
 pub const REFUSED_SQL: &str = "<jitgate: refused>";
+
+/// The tag of a statement still waiting for the server's answer when the session ended.
+const UNFINISHED: &str = "(unfinished: the session ended before the server answered)";
 
 /// How a session ended, for the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,11 +230,17 @@ impl<'a> Session<'a> {
         let pending = std::mem::take(&mut self.pending);
         let mut unfinished = 0;
         for entry in pending {
-            if let Pending::Query(mut exec) | Pending::Execute(mut exec) = entry {
-                exec.tags
-                    .push("(unfinished: the session ended before the server answered)".into());
-                self.record_statement(&exec);
-                unfinished += 1;
+            match entry {
+                Pending::Query(exec) => {
+                    unfinished += exec.parts_left();
+                    self.record_remaining_parts(exec, UNFINISHED);
+                }
+                Pending::Execute(mut exec) => {
+                    exec.tags.push(UNFINISHED.into());
+                    self.record_statement(&exec);
+                    unfinished += 1;
+                }
+                _ => {}
             }
         }
         unfinished
@@ -384,46 +393,5 @@ impl<'a> Session<'a> {
                 Ok(Flow::Continue)
             }
         }
-    }
-
-    /// Records the audit event of a finished (or refused) statement.
-    fn record_statement(&mut self, exec: &Execution) {
-        let analysis = exec.analysis.as_deref();
-        let (decision, rule, reason) = match &exec.rejection {
-            Some(r) => (pb::Decision::Denied, r.rule.clone(), r.message.clone()),
-            None => (pb::Decision::Allowed, String::new(), String::new()),
-        };
-        let event = pb::Statement {
-            text: crate::audit::statement_text(&exec.sql),
-            protocol: exec.protocol.to_owned(),
-            kinds: analysis
-                .map(|a| a.kinds.iter().map(|k| k.as_str().to_owned()).collect())
-                .unwrap_or_default(),
-            tables: analysis
-                .map(|a| a.tables.iter().cloned().collect())
-                .unwrap_or_default(),
-            decision: decision.into(),
-            rule,
-            reason,
-            rows: exec.rows,
-            masked_cells: exec.masked,
-            command_tag: exec.tags.join("; "),
-            sqlstate: exec.sqlstate.clone().unwrap_or_default(),
-            duration_us: u64::try_from(exec.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            fingerprint: analysis.map(|a| a.fingerprint.clone()).unwrap_or_default(),
-            parameters: exec.parameters.to_vec(),
-            policies: exec.verdict.policies.clone(),
-            approval_id: exec.verdict.approval_id.clone().unwrap_or_default(),
-            bytes: exec.bytes,
-            sample: exec.sample.as_ref().and_then(|s| s.finish()),
-            dangerous: analysis
-                .map(|a| a.dangerous.iter().map(|d| (*d).to_owned()).collect())
-                .unwrap_or_default(),
-        };
-        let ticket = self.audit.record(pb::event::Kind::Statement(event));
-        // Everything appended for the client from here on (the CommandComplete, ErrorResponse
-        // or ReadyForQuery that completes the statement) waits until the event is committed.
-        let position = self.fence.appended(self.to_client.len());
-        self.fence.hold(position, ticket);
     }
 }
