@@ -1,7 +1,7 @@
 //! Tampering tests of `jitgate verify` across real processes: sealed sessions go into the
 //! `jitgate-collector` binary over gRPC, then the SQLite file is altered directly (an event
 //! deleted, a byte of a statement's text changed, two events' seq swapped, an event
-//! duplicated) and the `jitgate` binary must name the fault, its kind and seq, and exit 1,
+//! duplicated, the last two events of a session cut off) and the `jitgate` binary must name the fault, its kind and seq, and exit 1,
 //! while the untouched session verifies with exit 0. Needs no root, only the built binaries
 //! (`JITGATE_COLLECTOR_BIN` / `JITGATE_CLI_BIN`, else target/debug).
 
@@ -14,7 +14,14 @@ use jitgate_tests::collector::CollectorGuard;
 use jitgate_tests::process::bins;
 use rusqlite::Connection;
 
-const SESSIONS: [&str; 5] = ["intact", "deleted", "altered", "swapped", "duplicated"];
+const SESSIONS: [&str; 6] = [
+    "intact",
+    "deleted",
+    "altered",
+    "swapped",
+    "duplicated",
+    "cut",
+];
 
 /// Sends the sample session under each name in [`SESSIONS`] and waits until all are acked.
 async fn ingest(url: String) {
@@ -82,6 +89,13 @@ fn tamper(db: &std::path::Path) {
         [],
     )
     .expect("duplicate");
+
+    conn.execute(
+        "DELETE FROM events WHERE session_id = 'cut'
+             AND seq >= (SELECT MAX(seq) - 1 FROM events WHERE session_id = 'cut')",
+        [],
+    )
+    .expect("cut the tail");
 }
 
 fn verify(collector: &CollectorGuard, args: &[&str]) -> (Option<i32>, String) {
@@ -148,6 +162,14 @@ async fn verify_names_each_kind_of_tampering() {
     assert_eq!(code, Some(1), "{report}");
     assert!(report.contains("duplicate: seq 2:"), "{report}");
 
+    let (code, report) = verify(&collector, &["cut"]);
+    assert_eq!(code, Some(1), "{report}");
+    assert!(report.contains("ended:   no"), "{report}");
+    assert!(
+        report.contains("no longer stored: the end of the session was cut"),
+        "{report}"
+    );
+
     let (code, report) = verify(&collector, &["--json", "altered"]);
     assert_eq!(code, Some(1), "{report}");
     let verdict: serde_json::Value =
@@ -159,7 +181,7 @@ async fn verify_names_each_kind_of_tampering() {
     let (code, report) = verify(&collector, &["--since", "2026-11-01T00:00:00Z"]);
     assert_eq!(code, Some(1), "{report}");
     assert!(
-        report.contains("5 sessions verified: 1 intact, 4 broken"),
+        report.contains("6 sessions verified: 1 intact, 5 broken"),
         "{report}"
     );
 

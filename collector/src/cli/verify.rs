@@ -2,12 +2,15 @@
 //! sends the stored rows undecoded and in storage order (`AuditQuery.StoredEvents`); the CLI
 //! decodes them and recomputes the chain with [`jitgate_proto::chain::verify`], so the verdict
 //! does not rest on trusting the collector. Besides the chain's findings it reports rows that
-//! no longer decode and rows whose stored `seq` / `event_id` columns disagree with the event
-//! they hold.
+//! no longer decode, rows whose stored `seq` / `event_id` columns disagree with the event they
+//! hold, and a chain that ends before the last event the collector received (its
+//! [`ChainLedger`]): events cut from the end, which the chain alone cannot show.
 
 use std::io::Write;
 
-use jitgate_proto::audit::v1::{Event, SessionFilter, StoredEvent, StoredEventsRequest};
+use jitgate_proto::audit::v1::{
+    ChainLedger, Event, SessionFilter, StoredEvent, StoredEventsRequest,
+};
 use jitgate_proto::chain::{self, Finding, Report};
 use prost::Message;
 use serde_json::json;
@@ -59,8 +62,9 @@ impl Verdict {
     }
 }
 
-/// Checks `rows` (one session's stored rows in storage order).
-pub fn check(session_id: &str, rows: &[StoredEvent]) -> Verdict {
+/// Checks `rows` (one session's stored rows in storage order) against each other and against
+/// the session's `ledger`.
+pub fn check(session_id: &str, rows: &[StoredEvent], ledger: Option<&ChainLedger>) -> Verdict {
     let mut faults = Vec::new();
     let mut events: Vec<Event> = Vec::with_capacity(rows.len());
     for row in rows {
@@ -90,10 +94,46 @@ pub fn check(session_id: &str, rows: &[StoredEvent]) -> Verdict {
     }
     let report = chain::verify(&events);
     faults.extend(report.findings.iter().map(fault));
+    if let Some(ledger) = ledger {
+        faults.extend(ledger_fault(&events, ledger));
+    }
     Verdict {
         session_id: session_id.to_owned(),
         report,
         faults,
+    }
+}
+
+/// A fault when the stored chain ends before the last chained event the collector received,
+/// or that event no longer carries the hash it arrived with.
+fn ledger_fault(events: &[Event], ledger: &ChainLedger) -> Option<Fault> {
+    let received = u64::try_from(ledger.last_seq).ok()?;
+    let last = events
+        .iter()
+        .filter(|e| chain::is_chained(e))
+        .max_by_key(|e| e.seq);
+    match last {
+        Some(last) if last.seq > received => None,
+        Some(last) if last.seq == received => (last.hash != ledger.last_hash).then(|| Fault {
+            kind: "altered",
+            seq: received,
+            message: format!(
+                "the last event, seq {received}, does not carry the hash it arrived with ({}): \
+                 it was replaced",
+                chain::hex(&ledger.last_hash)
+            ),
+        }),
+        _ => {
+            let from = last.map_or(0, |l| l.seq + 1);
+            Some(Fault {
+                kind: "deleted",
+                seq: from,
+                message: format!(
+                    "events seq {from}..={received} reached the collector but are no longer \
+                     stored: the end of the session was cut"
+                ),
+            })
+        }
     }
 }
 
@@ -141,22 +181,22 @@ pub async fn run(
     };
     let mut broken = 0usize;
     for id in &ids {
-        let rows = client
+        let stored = client
             .stored_events(StoredEventsRequest {
                 session_id: id.clone(),
             })
             .await
             .map_err(|status| ctx.rpc(status))?
-            .into_inner()
-            .events;
-        if rows.is_empty() {
+            .into_inner();
+        let rows = stored.events;
+        if rows.is_empty() && stored.ledger.is_none() {
             if args.session.is_some() {
                 return Err(CliError::UnknownSession(id.clone()));
             }
             // Swept by retention between listing and reading: nothing to verify.
             continue;
         }
-        let verdict = check(id, &rows);
+        let verdict = check(id, &rows, stored.ledger.as_ref());
         broken += usize::from(!verdict.intact());
         if ctx.json {
             write_json(out, &verdict)?;
@@ -278,13 +318,13 @@ mod tests {
     #[test]
     fn intact_and_each_fault() {
         let events = fixtures::session_events("s1");
-        let v = check("s1", &rows(&events));
+        let v = check("s1", &rows(&events), None);
         assert!(v.intact(), "{:?}", v.faults);
         assert!(v.report.ended);
 
         let mut deleted = rows(&events);
         deleted.remove(1);
-        let v = check("s1", &deleted);
+        let v = check("s1", &deleted, None);
         assert_eq!(
             v.faults.iter().map(|f| (f.kind, f.seq)).collect::<Vec<_>>(),
             [("deleted", 1)]
@@ -292,7 +332,7 @@ mod tests {
 
         let mut garbled = rows(&events);
         garbled[2].payload.truncate(5);
-        let kinds: Vec<_> = check("s1", &garbled)
+        let kinds: Vec<_> = check("s1", &garbled, None)
             .faults
             .iter()
             .map(|f| f.kind)
@@ -303,12 +343,55 @@ mod tests {
         relabelled.swap(1, 2);
         relabelled[1].seq = 1;
         relabelled[2].seq = 2;
-        let v = check("s1", &relabelled);
+        let v = check("s1", &relabelled, None);
         assert!(
             v.faults
                 .iter()
                 .any(|f| f.kind == "mislabelled" && f.seq == 1)
         );
         assert!(v.faults.iter().any(|f| f.kind == "reordered"));
+    }
+
+    #[test]
+    fn a_cut_tail_shows_against_the_ledger() {
+        let events = fixtures::session_events("s1");
+        let last = events.last().expect("events");
+        let ledger = ChainLedger {
+            last_seq: i64::try_from(last.seq).expect("small"),
+            last_hash: last.hash.clone(),
+        };
+        assert!(check("s1", &rows(&events), Some(&ledger)).intact());
+
+        let cut = rows(&events[..events.len() - 2]);
+        assert!(
+            check("s1", &cut, None).intact(),
+            "the chain alone cannot tell"
+        );
+        let v = check("s1", &cut, Some(&ledger));
+        let from = last.seq - 1;
+        assert_eq!(
+            v.faults.iter().map(|f| (f.kind, f.seq)).collect::<Vec<_>>(),
+            [("deleted", from)]
+        );
+        assert!(
+            v.faults[0]
+                .message
+                .contains(&format!("{from}..={}", last.seq))
+        );
+
+        let v = check("s1", &[], Some(&ledger));
+        assert_eq!(v.faults.len(), 1, "everything deleted: {:?}", v.faults);
+
+        let mut replaced = events.clone();
+        let end = replaced.len() - 1;
+        replaced[end].time_unix_us += 1;
+        let prev = replaced[end - 1].hash.clone();
+        chain::seal(&mut replaced[end], &prev);
+        let v = check("s1", &rows(&replaced), Some(&ledger));
+        assert_eq!(
+            v.faults.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            ["altered"],
+            "a resealed last event"
+        );
     }
 }

@@ -98,12 +98,12 @@ impl AuditQuery for QueryService {
         if session_id.is_empty() {
             return Err(Status::invalid_argument("session_id is required"));
         }
-        let events = self
+        let stored = self
             .store
             .stored_events(session_id)
             .await
             .map_err(internal)?;
-        Ok(Response::new(StoredEventsResponse { events }))
+        Ok(Response::new(stored))
     }
 
     /// Every event of the window in pages of [`export::PAGE`].

@@ -24,6 +24,7 @@
 pub mod approval;
 mod error;
 mod feed;
+mod ledger;
 mod names;
 pub mod postgres;
 pub mod retention;
@@ -39,7 +40,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::sync::Arc;
 
-use jitgate_proto::audit::v1::{Approval, Event, SessionFilter, SessionSummary, StoredEvent};
+use jitgate_proto::audit::v1::{
+    Approval, Event, SessionFilter, SessionSummary, StoredEventsResponse,
+};
 use tokio::sync::broadcast;
 
 pub use approval::{
@@ -48,6 +51,7 @@ pub use approval::{
 };
 pub use error::StoreError;
 pub use feed::FEED_CAPACITY;
+pub use ledger::ledger_entry;
 pub use names::{decision_name, kind_name};
 pub use postgres::{PgOptions, PgStore};
 pub use retention::Swept;
@@ -288,12 +292,16 @@ impl Store {
         }
     }
 
-    /// The stored rows of `session_id` undecoded, in storage order: the stored `seq` column,
-    /// then arrival. Not re-sorted by the payload's own `seq`, so moved events show.
+    /// The stored rows of `session_id` undecoded, in storage order (the stored `seq` column,
+    /// then arrival; not re-sorted by the payload's own `seq`, so moved events show), with the
+    /// session's chain ledger ([`ledger`]).
     ///
     /// # Errors
     /// A backend error.
-    pub async fn stored_events(&self, session_id: String) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn stored_events(
+        &self,
+        session_id: String,
+    ) -> Result<StoredEventsResponse, StoreError> {
         match self {
             Store::Sqlite(s) => blocking(s, move |s| s.stored_events_blocking(&session_id)).await,
             Store::Postgres(p) => p.stored_events(&session_id).await,

@@ -36,6 +36,7 @@ on_every_backend!(
     concurrent_decisions_decide_once,
     session_filters_match_in_sql,
     stored_rows_keep_storage_order_not_payload_order,
+    the_ledger_keeps_the_last_chained_event_received,
     export_pages_cover_the_window_exactly_once,
     retention_sweeps_old_rows_in_batches,
     retention_keeps_pending_approvals_and_removes_decided_ones,
@@ -46,7 +47,7 @@ on_every_backend!(
 #[test]
 fn every_suite_case_runs_here() {
     // The macro above and `suite::CASES` must name the same cases.
-    assert_eq!(suite::CASES.len(), 23);
+    assert_eq!(suite::CASES.len(), 24);
 }
 
 #[test]

@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     refused              BOOLEAN NOT NULL DEFAULT FALSE,
     refused_reason       TEXT NOT NULL DEFAULT '',
     refused_sqlstate     TEXT NOT NULL DEFAULT '',
-    end_reason           TEXT NOT NULL DEFAULT ''
+    end_reason           TEXT NOT NULL DEFAULT '',
+    last_seq             BIGINT NOT NULL DEFAULT -1,
+    last_hash            BYTEA
 );
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (started_unix_us);
 CREATE INDEX IF NOT EXISTS sessions_by_subject ON sessions (issuer, subject);

@@ -2,7 +2,9 @@
 //! [`SessionFilter`], a session's raw stored rows, export pages, a session's facts — with the
 //! SQL of the SQLite backend (`storage::sqlite::search`) in PostgreSQL's parameter markers.
 
-use jitgate_proto::audit::v1::{Decision, Event, SessionFilter, SessionSummary, StoredEvent};
+use jitgate_proto::audit::v1::{
+    ChainLedger, Decision, Event, SessionFilter, SessionSummary, StoredEvent, StoredEventsResponse,
+};
 use tokio_postgres::types::ToSql;
 
 use super::{PgStore, decode_event, session};
@@ -53,8 +55,21 @@ impl PgStore {
     ///
     /// # Errors
     /// As there.
-    pub async fn stored_events(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    pub async fn stored_events(
+        &self,
+        session_id: &str,
+    ) -> Result<StoredEventsResponse, StoreError> {
         let client = self.pool.get().await?;
+        let ledger_stmt = client
+            .prepare_cached("SELECT last_seq, last_hash FROM sessions WHERE session_id = $1")
+            .await?;
+        let ledger = match client.query_opt(&ledger_stmt, &[&session_id]).await? {
+            Some(row) => Some(ChainLedger {
+                last_seq: row.try_get(0)?,
+                last_hash: row.try_get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
+            }),
+            None => None,
+        };
         let stmt = client
             .prepare_cached(
                 "SELECT seq, event_id, payload FROM events WHERE session_id = $1
@@ -62,7 +77,8 @@ impl PgStore {
             )
             .await?;
         let rows = client.query(&stmt, &[&session_id]).await?;
-        rows.iter()
+        let events = rows
+            .iter()
             .map(|row| {
                 let seq: i64 = row.try_get(0)?;
                 Ok(StoredEvent {
@@ -71,7 +87,8 @@ impl PgStore {
                     payload: row.try_get(2)?,
                 })
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        Ok(StoredEventsResponse { events, ledger })
     }
 
     /// See [`crate::storage::Store::export_page`].

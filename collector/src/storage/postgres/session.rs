@@ -10,7 +10,7 @@ use prost::Message;
 use tokio_postgres::Row;
 
 use super::to_i64;
-use crate::storage::StoreError;
+use crate::storage::{StoreError, ledger_entry};
 
 /// Folds one newly stored event into its session's row, creating the row when needed; call it
 /// only for events that were not already stored.
@@ -21,15 +21,29 @@ pub async fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError
     let id = &event.session_id;
     let upsert = tx
         .prepare_cached(
-            "INSERT INTO sessions (session_id, agent_host, started_unix_us) VALUES ($1, $2, $3)
+            "INSERT INTO sessions (session_id, agent_host, started_unix_us, last_seq, last_hash)
+             VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (session_id) DO UPDATE SET
                  started_unix_us = LEAST(sessions.started_unix_us, EXCLUDED.started_unix_us),
                  agent_host = CASE WHEN sessions.agent_host = '' THEN EXCLUDED.agent_host
-                                   ELSE sessions.agent_host END",
+                                   ELSE sessions.agent_host END,
+                 last_hash = CASE WHEN EXCLUDED.last_seq > sessions.last_seq
+                                  THEN EXCLUDED.last_hash ELSE sessions.last_hash END,
+                 last_seq = GREATEST(sessions.last_seq, EXCLUDED.last_seq)",
         )
         .await?;
-    tx.execute(&upsert, &[id, &event.agent_host, &event.time_unix_us])
-        .await?;
+    let (last_seq, last_hash) = ledger_entry(event)?;
+    tx.execute(
+        &upsert,
+        &[
+            id,
+            &event.agent_host,
+            &event.time_unix_us,
+            &last_seq,
+            &last_hash,
+        ],
+    )
+    .await?;
     match &event.kind {
         Some(Kind::SessionStarted(started)) => {
             let identity = started.identity.clone().unwrap_or_default();

@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     refused              INTEGER NOT NULL DEFAULT 0,
     refused_reason       TEXT NOT NULL DEFAULT '',
     refused_sqlstate     TEXT NOT NULL DEFAULT '',
-    end_reason           TEXT NOT NULL DEFAULT ''
+    end_reason           TEXT NOT NULL DEFAULT '',
+    last_seq             INTEGER NOT NULL DEFAULT -1, -- ledger: highest chained seq received
+    last_hash            BLOB                        -- ledger: that event's hash as received
 );
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions (started_unix_us);
 CREATE INDEX IF NOT EXISTS sessions_by_subject ON sessions (issuer, subject);

@@ -6,9 +6,11 @@
 //! (`schema.rs`, version 3); the SQL is plain enough to port to PostgreSQL unchanged apart from
 //! parameter markers.
 
-use jitgate_proto::audit::v1::{Decision, Event, SessionFilter, SessionSummary, StoredEvent};
+use jitgate_proto::audit::v1::{
+    ChainLedger, Decision, Event, SessionFilter, SessionSummary, StoredEvent, StoredEventsResponse,
+};
 use prost::Message;
-use rusqlite::ToSql;
+use rusqlite::{OptionalExtension as _, ToSql};
 
 use super::{SqliteStore, lock, session};
 use crate::storage::search::{ExportCursor, MAX_EXPORT_PAGE, SessionFacts};
@@ -54,8 +56,20 @@ impl SqliteStore {
     ///
     /// # Errors
     /// [`StoreError::Sqlite`].
-    pub fn stored_events_blocking(&self, session_id: &str) -> Result<Vec<StoredEvent>, StoreError> {
+    pub fn stored_events_blocking(
+        &self,
+        session_id: &str,
+    ) -> Result<StoredEventsResponse, StoreError> {
         let conn = lock(&self.inner.reader)?;
+        let ledger = conn
+            .prepare_cached("SELECT last_seq, last_hash FROM sessions WHERE session_id = ?1")?
+            .query_row([session_id], |row| {
+                Ok(ChainLedger {
+                    last_seq: row.get(0)?,
+                    last_hash: row.get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
+                })
+            })
+            .optional()?;
         let mut stmt = conn.prepare_cached(
             "SELECT seq, event_id, payload FROM events WHERE session_id = ?1
              ORDER BY seq, received_unix_us, event_id",
@@ -67,7 +81,10 @@ impl SqliteStore {
                 payload: row.get(2)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        Ok(StoredEventsResponse {
+            events: rows.collect::<Result<_, _>>()?,
+            ledger,
+        })
     }
 
     /// Up to `limit` (capped at [`MAX_EXPORT_PAGE`]) events with `since <= time < until`

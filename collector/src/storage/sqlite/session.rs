@@ -10,24 +10,30 @@ use jitgate_proto::audit::v1::{Decision, Event, Identity, Process, SessionSummar
 use prost::Message;
 use rusqlite::{Row, Transaction, named_params};
 
-use crate::storage::StoreError;
+use crate::storage::{StoreError, ledger_entry};
 
 /// Folds one newly stored event into its session's row, creating the row when needed.
 /// Runs inside the transaction that inserted the event; call it only for events that were not
 /// already stored, or counts would be inflated.
 pub fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
-    tx.execute(
-        "INSERT INTO sessions (session_id, agent_host, started_unix_us)
-         VALUES (:session_id, :agent_host, :time)
+    let (last_seq, last_hash) = ledger_entry(event)?;
+    tx.prepare_cached(
+        "INSERT INTO sessions (session_id, agent_host, started_unix_us, last_seq, last_hash)
+         VALUES (:session_id, :agent_host, :time, :last_seq, :last_hash)
          ON CONFLICT (session_id) DO UPDATE SET
              started_unix_us = MIN(started_unix_us, excluded.started_unix_us),
-             agent_host = CASE WHEN agent_host = '' THEN excluded.agent_host ELSE agent_host END",
-        named_params! {
-            ":session_id": event.session_id,
-            ":agent_host": event.agent_host,
-            ":time": event.time_unix_us,
-        },
-    )?;
+             agent_host = CASE WHEN agent_host = '' THEN excluded.agent_host ELSE agent_host END,
+             last_hash = CASE WHEN excluded.last_seq > last_seq THEN excluded.last_hash
+                              ELSE last_hash END,
+             last_seq = MAX(last_seq, excluded.last_seq)",
+    )?
+    .execute(named_params! {
+        ":session_id": event.session_id,
+        ":agent_host": event.agent_host,
+        ":time": event.time_unix_us,
+        ":last_seq": last_seq,
+        ":last_hash": last_hash,
+    })?;
     let id = &event.session_id;
     match &event.kind {
         Some(Kind::SessionStarted(started)) => {

@@ -98,7 +98,7 @@ pub async fn stored_rows_keep_storage_order_not_payload_order(store: Store) {
         )
         .await
         .expect("swap");
-    let rows = store.stored_events("s1".into()).await.expect("rows");
+    let rows = store.stored_events("s1".into()).await.expect("rows").events;
     let order: Vec<(u64, &str)> = rows.iter().map(|r| (r.seq, r.event_id.as_str())).collect();
     assert_eq!(order, [(0, "s1-0"), (1, "s1-2"), (2, "s1-1"), (3, "s1-3")]);
     let decoded = Event::decode(rows[1].payload.as_slice()).expect("decode");
@@ -230,4 +230,39 @@ pub async fn a_slow_follower_is_told_what_it_missed_and_ingest_never_waits(store
     }
     let next = feed.try_recv().expect("the oldest event still held");
     assert_eq!(next.seq, u64::try_from(extra).expect("small"));
+}
+
+/// The ledger keeps the highest chained `seq` received and its hash, whatever order events
+/// arrive in; collector-written events never move it; deleting events leaves it alone.
+pub async fn the_ledger_keeps_the_last_chained_event_received(store: Store) {
+    let events = fixtures::session_events("s1");
+    let last = events.last().expect("events").clone();
+    for event in events.iter().rev() {
+        store.insert(vec![event.clone()]).await.expect("insert");
+    }
+    let mut by_collector = events[0].clone();
+    by_collector.event_id = "s1-collector".into();
+    by_collector.seq = 99;
+    by_collector.hash.clear();
+    by_collector.prev_hash.clear();
+    by_collector.origin = jitgate_proto::audit::v1::Origin::Collector.into();
+    store.insert(vec![by_collector]).await.expect("insert");
+    store
+        .execute_for_tests(&format!(
+            "DELETE FROM events WHERE event_id = '{}'",
+            last.event_id
+        ))
+        .await
+        .expect("delete the tail");
+    let stored = store.stored_events("s1".into()).await.expect("rows");
+    let ledger = stored.ledger.expect("a ledger");
+    assert_eq!(ledger.last_seq, i64::try_from(last.seq).expect("small"));
+    assert_eq!(ledger.last_hash, last.hash);
+    assert_eq!(
+        stored.events.len(),
+        events.len(),
+        "one cut, one collector event"
+    );
+    let none = store.stored_events("nope".into()).await.expect("rows");
+    assert!(none.ledger.is_none() && none.events.is_empty());
 }
