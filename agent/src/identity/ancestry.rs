@@ -37,8 +37,11 @@ pub fn read(pid: u32) -> Option<pb::Process> {
     })
 }
 
-/// `/proc/<pid>/cmdline` with its NUL separators as spaces, cut at [`MAX_CMDLINE_BYTES`];
-/// empty when unreadable (or for a kernel thread).
+/// Most of `/proc/<pid>/cmdline` read, bytes: enough to see whole arguments before scrubbing.
+const MAX_RAW_CMDLINE_BYTES: usize = 64 * 1024;
+
+/// `/proc/<pid>/cmdline` as [`render_cmdline`] gives it; empty when unreadable (or for a kernel
+/// thread).
 pub fn cmdline_of(pid: u32) -> String {
     use std::io::Read as _;
     let Ok(file) = std::fs::File::open(format!("/proc/{pid}/cmdline")) else {
@@ -46,24 +49,29 @@ pub fn cmdline_of(pid: u32) -> String {
     };
     let mut raw = Vec::new();
     if file
-        .take(MAX_CMDLINE_BYTES as u64 + 4)
+        .take(MAX_RAW_CMDLINE_BYTES as u64 + 1)
         .read_to_end(&mut raw)
         .is_err()
     {
         return String::new();
     }
+    if raw.len() > MAX_RAW_CMDLINE_BYTES {
+        // The last argument read may be cut inside a secret: drop it.
+        let whole = raw.iter().rposition(|b| *b == 0).unwrap_or(0);
+        raw.truncate(whole);
+    }
     render_cmdline(&raw)
 }
 
-/// A raw `cmdline` as text: NULs as spaces, the trailing NUL dropped, cut at
-/// [`MAX_CMDLINE_BYTES`] on a character boundary.
+/// A raw `cmdline` (NUL-separated arguments) as text: secrets replaced
+/// ([`super::scrub::scrub_args`]), arguments joined by spaces, cut at [`MAX_CMDLINE_BYTES`] on
+/// a character boundary.
 pub fn render_cmdline(raw: &[u8]) -> String {
     let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
-    let text: String = String::from_utf8_lossy(raw)
-        .chars()
-        .map(|c| if c == '\0' { ' ' } else { c })
-        .collect();
-    crate::render::cut(&text, MAX_CMDLINE_BYTES).to_owned()
+    let text = String::from_utf8_lossy(raw);
+    let args: Vec<&str> = text.split('\0').collect();
+    let line = super::scrub::scrub_args(&args).join(" ");
+    crate::render::cut(&line, MAX_CMDLINE_BYTES).to_owned()
 }
 
 /// The real uid from the `Uid:` line of `/proc/<pid>/status`.
@@ -151,6 +159,10 @@ mod tests {
     #[test]
     fn cmdline_rendering() {
         assert_eq!(render_cmdline(b"psql\0-c\0select 1\0"), "psql -c select 1");
+        assert_eq!(
+            render_cmdline(b"tool\0--password\0pw\0postgres://u:pw@h/db\0"),
+            "tool --password [redacted] postgres://u:[redacted]@h/db"
+        );
         let long = vec![b'x'; MAX_CMDLINE_BYTES + 10];
         assert_eq!(render_cmdline(&long).len(), MAX_CMDLINE_BYTES);
         assert_eq!(

@@ -21,6 +21,7 @@ pub mod jwt;
 pub mod keys;
 pub mod liveness;
 pub mod process;
+pub mod scrub;
 pub mod socket;
 pub mod sources;
 pub mod startup_password;
