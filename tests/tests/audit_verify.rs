@@ -203,4 +203,13 @@ async fn verify_without_the_query_token_is_an_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("needs the query token"), "{stderr}");
+    assert!(stderr.contains("(unauthenticated)"), "{stderr}");
+    assert!(
+        stderr.contains("JITGATE_QUERY_TOKEN"),
+        "what to do: {stderr}"
+    );
+    assert!(
+        !stderr.contains("MetadataMap"),
+        "no raw gRPC status: {stderr}"
+    );
 }

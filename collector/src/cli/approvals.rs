@@ -72,9 +72,9 @@ pub async fn run(
 ) -> Result<(), CliError> {
     let mut client =
         ApprovalsClient::new(channel).max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES);
-    let rpc = |source| CliError::Rpc {
+    let rpc = |status| CliError::Rpc {
         url: url.to_owned(),
-        source,
+        status,
     };
     match command {
         ApprovalsCommand::List {
@@ -138,9 +138,9 @@ async fn decide(
     let approval = client
         .decide(request)
         .await
-        .map_err(|source| CliError::Rpc {
+        .map_err(|status| CliError::Rpc {
             url: url.to_owned(),
-            source,
+            status,
         })?
         .into_inner()
         .approval

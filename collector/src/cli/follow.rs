@@ -25,9 +25,12 @@ pub struct EventsArgs {
     /// With --follow: only sessions to this target (`host:port`).
     #[arg(long, requires = "follow")]
     pub target: Option<String>,
-    /// With --follow: only events of this kind (statement, session_started, session_ended,
-    /// session_refused, approval_requested, ...).
-    #[arg(long, requires = "follow")]
+    /// With --follow: only events of this kind.
+    #[arg(
+        long,
+        requires = "follow",
+        value_parser = clap::builder::PossibleValuesParser::new(crate::storage::KIND_NAMES)
+    )]
     pub kind: Option<String>,
     /// With --follow: only denied statements and refusals (denied) or allowed statements.
     #[arg(long, value_enum, requires = "follow")]

@@ -14,8 +14,8 @@ use jitgate_proto::audit::v1::{
 use super::format_time;
 use crate::storage::{decision_name, kind_name, mode_name};
 
-/// Writes `sessions` as a table: session id, start time, status (open, ended, refused), statement
-/// and denial counts, target, database, upstream role, process, and last (the widest) the
+/// Writes `sessions` as a table: session id, start time, status (open, ended, refused; running
+/// or stopped for an agent's own lifecycle chain), statement and denial counts, target, database, upstream role, process, and last (the widest) the
 /// identity, or the reason a refused connection was refused.
 ///
 /// # Errors
@@ -33,6 +33,16 @@ pub fn write_sessions(out: &mut dyn Write, sessions: &[SessionSummary]) -> io::R
         .map(|s| {
             let (status, who) = if s.refused {
                 ("refused", format!("refused: {}", s.refused_reason))
+            } else if s.agent_run {
+                let status = if s.ended_unix_us == 0 {
+                    "running"
+                } else {
+                    "stopped"
+                };
+                (
+                    status,
+                    format!("agent run on {}", or_dash(s.agent_host.clone())),
+                )
             } else {
                 let status = if s.ended_unix_us == 0 {
                     "open"

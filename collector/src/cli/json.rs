@@ -39,6 +39,7 @@ pub fn write_sessions(out: &mut dyn Write, sessions: &[SessionSummary]) -> io::R
             "denied": s.denied,
             "refused": s.refused,
             "refused_reason": s.refused_reason,
+            "agent_run": s.agent_run,
         });
         writeln!(out, "{object}")?;
     }

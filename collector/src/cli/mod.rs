@@ -116,14 +116,19 @@ pub enum CliError {
         #[source]
         source: tonic::transport::Error,
     },
-    /// The collector answered with an error.
-    #[error("the jitgate collector at {url} failed the request")]
+    /// The collector answered with an error: its gRPC code and message, with what to do for the
+    /// codes a person can fix.
+    #[error(
+        "the jitgate collector at {url} refused the request ({}): {}{}",
+        status_name(.status.code()),
+        .status.message(),
+        status_hint(.status.code())
+    )]
     Rpc {
         /// The collector URL.
         url: String,
         /// The gRPC status returned.
-        #[source]
-        source: tonic::Status,
+        status: tonic::Status,
     },
     /// The decider token (`JITGATE_DECIDER_TOKEN`) is not a valid header value.
     #[error("JITGATE_DECIDER_TOKEN holds characters that cannot be sent")]
@@ -214,7 +219,7 @@ impl Ctx<'_> {
     pub fn rpc(&self, source: tonic::Status) -> CliError {
         CliError::Rpc {
             url: self.url.to_owned(),
-            source,
+            status: source,
         }
     }
 }
@@ -268,6 +273,30 @@ pub fn format_time(unix_us: i64) -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| format!("@{unix_us}us"))
+}
+
+/// A gRPC status code as people read it (`PERMISSION_DENIED` → "permission denied").
+fn status_name(code: tonic::Code) -> String {
+    format!("{code:?}")
+        .chars()
+        .enumerate()
+        .flat_map(|(i, c)| {
+            let space = (i > 0 && c.is_uppercase()).then_some(' ');
+            space.into_iter().chain(c.to_lowercase())
+        })
+        .collect()
+}
+
+/// What to do about a status code a person can fix, as a sentence after the message.
+fn status_hint(code: tonic::Code) -> &'static str {
+    match code {
+        tonic::Code::Unauthenticated => {
+            "; give the collector's token: JITGATE_QUERY_TOKEN or --query-token-file for queries, JITGATE_DECIDER_TOKEN for approvals"
+        }
+        tonic::Code::PermissionDenied => "; this credential may not do that",
+        tonic::Code::Unavailable => "; is the collector running, and is the URL right?",
+        _ => "",
+    }
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@ use serde_json::json;
 use super::{CliError, Ctx, Outcome, QueryClient, timespec};
 use crate::storage::{MAX_SESSION_LIMIT, now_unix_us};
 
-/// Arguments of `jitgate verify`.
+/// Arguments of `jitgate verify`: one session, or every session of a window.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["session", "since"])))]
 pub struct VerifyArgs {
     /// The session to verify.
-    #[arg(required_unless_present = "since", conflicts_with = "since")]
     pub session: Option<String>,
     /// Verify every session started since (1h, 7d or an RFC 3339 time).
     #[arg(long)]

@@ -76,6 +76,13 @@ impl AuditQuery for QueryService {
         request: Request<FollowRequest>,
     ) -> Result<Response<Self::FollowStream>, Status> {
         let filter = request.into_inner().filter.unwrap_or_default();
+        if !filter.kind.is_empty() && !crate::storage::KIND_NAMES.contains(&filter.kind.as_str()) {
+            return Err(Status::invalid_argument(format!(
+                "unknown event kind {:?}; one of {}",
+                filter.kind,
+                crate::storage::KIND_NAMES.join(", ")
+            )));
+        }
         let feed = self.store.subscribe();
         let (tx, rx) = mpsc::channel(follow::FOLLOW_BUFFER);
         tokio::spawn(follow::run(

@@ -52,7 +52,7 @@ pub use approval::{
 pub use error::StoreError;
 pub use feed::FEED_CAPACITY;
 pub use ledger::ledger_entry;
-pub use names::{decision_name, kind_name};
+pub use names::{KIND_NAMES, decision_name, kind_name};
 pub use postgres::{PgOptions, PgStore};
 pub use retention::Swept;
 pub use search::{ExportCursor, MAX_EXPORT_PAGE, SessionFacts};

@@ -86,11 +86,52 @@ pub fn kind_name(kind: Option<&Kind>) -> &'static str {
     }
 }
 
+/// Every name [`kind_name`] gives a known event kind.
+pub const KIND_NAMES: &[&str] = &[
+    "session_started",
+    "session_refused",
+    "session_ended",
+    "statement",
+    "approval_requested",
+    "approval_granted",
+    "approval_denied",
+    "approval_expired",
+    "agent_started",
+    "agent_stopped",
+    "policy_reloaded",
+    "spool_overflow",
+];
+
 /// The stable lowercase name of a policy decision.
 pub fn decision_name(decision: Decision) -> &'static str {
     match decision {
         Decision::Allowed => "allowed",
         Decision::Denied => "denied",
         Decision::Unspecified => "unspecified",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_lists_every_kind_once() {
+        let kinds = [
+            Kind::SessionStarted(Default::default()),
+            Kind::SessionRefused(Default::default()),
+            Kind::SessionEnded(Default::default()),
+            Kind::Statement(Default::default()),
+            Kind::ApprovalRequested(Default::default()),
+            Kind::ApprovalGranted(Default::default()),
+            Kind::ApprovalDenied(Default::default()),
+            Kind::ApprovalExpired(Default::default()),
+            Kind::AgentStarted(Default::default()),
+            Kind::AgentStopped(Default::default()),
+            Kind::PolicyReloaded(Default::default()),
+            Kind::SpoolOverflow(Default::default()),
+        ];
+        let names: Vec<&str> = kinds.iter().map(|k| kind_name(Some(k))).collect();
+        assert_eq!(names, KIND_NAMES);
     }
 }

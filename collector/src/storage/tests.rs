@@ -24,6 +24,7 @@ on_every_backend!(
     out_of_order_events_aggregate_the_same,
     ended_totals_cover_unseen_statements,
     refused_session_and_newest_first,
+    an_agent_run_is_marked_and_ends_at_agent_stopped,
     rejects_event_without_id_and_stores_nothing_of_the_batch,
     unknown_kind_is_stored,
     concurrent_inserts_of_one_session_count_once,
@@ -47,7 +48,7 @@ on_every_backend!(
 #[test]
 fn every_suite_case_runs_here() {
     // The macro above and `suite::CASES` must name the same cases.
-    assert_eq!(suite::CASES.len(), 24);
+    assert_eq!(suite::CASES.len(), 25);
 }
 
 #[test]

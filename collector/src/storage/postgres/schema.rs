@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     refused_reason       TEXT NOT NULL DEFAULT '',
     refused_sqlstate     TEXT NOT NULL DEFAULT '',
     end_reason           TEXT NOT NULL DEFAULT '',
+    agent_run            BOOLEAN NOT NULL DEFAULT FALSE,
     last_seq             BIGINT NOT NULL DEFAULT -1,
     last_hash            BYTEA
 );

@@ -144,16 +144,29 @@ pub async fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError
             )
             .await?;
         }
-        // As in SQLite: other kinds only keep the session row's start time.
+        Some(Kind::AgentStarted(_) | Kind::PolicyReloaded(_) | Kind::SpoolOverflow(_)) => {
+            let stmt = tx
+                .prepare_cached("UPDATE sessions SET agent_run = TRUE WHERE session_id = $1")
+                .await?;
+            tx.execute(&stmt, &[id]).await?;
+        }
+        Some(Kind::AgentStopped(_)) => {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE sessions SET agent_run = TRUE,
+                         ended_unix_us = GREATEST(ended_unix_us, $1),
+                         end_reason = 'agent stopped'
+                     WHERE session_id = $2",
+                )
+                .await?;
+            tx.execute(&stmt, &[&event.time_unix_us, id]).await?;
+        }
+        // As in SQLite: approval events only keep the session row's start time.
         Some(
             Kind::ApprovalRequested(_)
             | Kind::ApprovalGranted(_)
             | Kind::ApprovalDenied(_)
-            | Kind::ApprovalExpired(_)
-            | Kind::AgentStarted(_)
-            | Kind::AgentStopped(_)
-            | Kind::PolicyReloaded(_)
-            | Kind::SpoolOverflow(_),
+            | Kind::ApprovalExpired(_),
         )
         | None => {}
     }
@@ -163,7 +176,7 @@ pub async fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError
 /// Columns [`from_row`] expects, in order; used in `SELECT` lists.
 pub const SUMMARY_COLUMNS: &str = "session_id, started_unix_us, ended_unix_us, identity, process,
      target, database, upstream_user, GREATEST(counted_statements, reported_statements),
-     GREATEST(counted_denied, reported_denied), agent_host, refused, refused_reason";
+     GREATEST(counted_denied, reported_denied), agent_host, refused, refused_reason, agent_run";
 
 /// Builds a [`SessionSummary`] from a row selected with [`SUMMARY_COLUMNS`].
 ///
@@ -201,6 +214,7 @@ pub fn from_row(row: &Row) -> Result<SessionSummary, StoreError> {
         agent_host: row.try_get(10)?,
         refused: row.try_get(11)?,
         refused_reason: row.try_get(12)?,
+        agent_run: row.try_get(13)?,
         session_id,
     })
 }

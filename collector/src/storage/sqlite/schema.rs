@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     refused_reason       TEXT NOT NULL DEFAULT '',
     refused_sqlstate     TEXT NOT NULL DEFAULT '',
     end_reason           TEXT NOT NULL DEFAULT '',
+    agent_run            INTEGER NOT NULL DEFAULT 0, -- an agent's lifecycle chain
     last_seq             INTEGER NOT NULL DEFAULT -1, -- ledger: highest chained seq received
     last_hash            BLOB                        -- ledger: that event's hash as received
 );

@@ -117,17 +117,25 @@ pub fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
                 },
             )?;
         }
+        Some(Kind::AgentStarted(_) | Kind::PolicyReloaded(_) | Kind::SpoolOverflow(_)) => {
+            tx.prepare_cached("UPDATE sessions SET agent_run = 1 WHERE session_id = ?1")?
+                .execute([id])?;
+        }
+        Some(Kind::AgentStopped(_)) => {
+            tx.prepare_cached(
+                "UPDATE sessions SET agent_run = 1, ended_unix_us = MAX(ended_unix_us, ?1),
+                     end_reason = 'agent stopped'
+                 WHERE session_id = ?2",
+            )?
+            .execute(rusqlite::params![event.time_unix_us, id])?;
+        }
         // Approval events (written by the collector) only keep the session row's start time;
         // an event kind this collector does not know still opens the session row.
         Some(
             Kind::ApprovalRequested(_)
             | Kind::ApprovalGranted(_)
             | Kind::ApprovalDenied(_)
-            | Kind::ApprovalExpired(_)
-            | Kind::AgentStarted(_)
-            | Kind::AgentStopped(_)
-            | Kind::PolicyReloaded(_)
-            | Kind::SpoolOverflow(_),
+            | Kind::ApprovalExpired(_),
         )
         | None => {}
     }
@@ -137,7 +145,7 @@ pub fn apply(tx: &Transaction<'_>, event: &Event) -> Result<(), StoreError> {
 /// Columns [`from_row`] expects, in order; used in `SELECT` lists.
 pub const SUMMARY_COLUMNS: &str = "session_id, started_unix_us, ended_unix_us, identity, process,
      target, database, upstream_user, MAX(counted_statements, reported_statements),
-     MAX(counted_denied, reported_denied), agent_host, refused, refused_reason";
+     MAX(counted_denied, reported_denied), agent_host, refused, refused_reason, agent_run";
 
 /// Builds a [`SessionSummary`] from a row selected with [`SUMMARY_COLUMNS`].
 ///
@@ -176,5 +184,6 @@ pub fn from_row(row: &Row<'_>) -> Result<SessionSummary, StoreError> {
         agent_host: row.get(10)?,
         refused: row.get(11)?,
         refused_reason: row.get(12)?,
+        agent_run: row.get(13)?,
     })
 }

@@ -152,3 +152,52 @@ pub async fn concurrent_inserts_of_one_session_count_once(store: Store) {
     // 40 allowed statements + the fixture's allowed and denied one.
     assert_eq!((s.statements, s.denied), (42, 1));
 }
+
+/// An agent's lifecycle chain is a session row marked `agent_run`, running until its
+/// `agent_stopped`; client sessions are never marked.
+pub async fn an_agent_run_is_marked_and_ends_at_agent_stopped(store: Store) {
+    use jitgate_proto::audit::v1::{AgentStarted, AgentStopped, Event};
+    let event = |seq: u64, kind: Kind| Event {
+        event_id: format!("run-{seq}"),
+        session_id: "run".into(),
+        seq,
+        time_unix_us: fixtures::START_US + i64::try_from(seq).unwrap_or(0) * 1_000_000,
+        agent_host: "runner-01".into(),
+        kind: Some(kind),
+        ..Event::default()
+    };
+    store
+        .insert(vec![event(0, Kind::AgentStarted(AgentStarted::default()))])
+        .await
+        .expect("insert");
+    store
+        .insert(fixtures::session_events("s1"))
+        .await
+        .expect("insert");
+    let run = |sessions: Vec<jitgate_proto::audit::v1::SessionSummary>| {
+        sessions.into_iter().find(|s| s.session_id == "run")
+    };
+    let listed = store
+        .find_sessions(Default::default(), 0)
+        .await
+        .expect("sessions");
+    assert!(
+        listed
+            .iter()
+            .all(|s| s.agent_run == (s.session_id == "run")),
+        "{listed:?}"
+    );
+    let running = run(listed).expect("the run is listed");
+    assert_eq!(running.ended_unix_us, 0);
+    store
+        .insert(vec![event(1, Kind::AgentStopped(AgentStopped::default()))])
+        .await
+        .expect("insert");
+    let stopped = run(store
+        .find_sessions(Default::default(), 0)
+        .await
+        .expect("sessions"))
+    .expect("the run is listed");
+    assert!(stopped.agent_run);
+    assert_eq!(stopped.ended_unix_us, fixtures::START_US + 1_000_000);
+}
