@@ -65,7 +65,11 @@ fn scrub_word(word: &str, value_is_secret: &mut bool) -> String {
     scrub_uri_password(word)
 }
 
-/// Whether an option or variable name names a secret.
+/// Suffixes that make a secret-sounding name point at where a secret is kept (`--token-file`,
+/// `PGPASSFILE`-style paths), which the trail keeps.
+const LOCATION_SUFFIXES: &[&str] = &["file", "path", "dir", "env"];
+
+/// Whether an option or variable name names a secret (not a file or variable holding one).
 fn names_secret(name: &str) -> bool {
     let folded: String = name
         .chars()
@@ -73,6 +77,7 @@ fn names_secret(name: &str) -> bool {
         .flat_map(char::to_lowercase)
         .collect();
     SECRET_WORDS.iter().any(|w| folded.contains(w))
+        && !LOCATION_SUFFIXES.iter().any(|s| folded.ends_with(s))
 }
 
 /// `scheme://user:password@host…` with the password replaced (RFC 3986 §3.2.1 userinfo);
@@ -165,6 +170,8 @@ mod tests {
             &["ssh", "git@github.com"],
             &["tool", "--password"],
             &["tool", "--token", "--next"],
+            &["agent", "--query-token-file", "/etc/jitgate/token"],
+            &["env", "JITGATE_PASSWORD_FILE=/run/secret"],
         ] {
             assert_eq!(scrub(line), line.join(" "));
         }
