@@ -41,33 +41,43 @@ macro_rules! cases {
     };
 }
 
-cases!(
-    inserts_and_reads_events_in_seq_order,
-    duplicate_event_is_ignored,
-    session_row_aggregates_events,
-    out_of_order_events_aggregate_the_same,
-    ended_totals_cover_unseen_statements,
-    refused_session_and_newest_first,
-    an_agent_run_is_marked_and_ends_at_agent_stopped,
-    rejects_event_without_id_and_stores_nothing_of_the_batch,
-    unknown_kind_is_stored,
-    concurrent_inserts_of_one_session_count_once,
-    expiry_happens_at_the_deadline_and_is_recorded_once,
-    a_decision_after_the_deadline_finds_the_request_expired,
-    grant_lives_from_approval_for_its_ttl,
-    hold_approvals_and_denials_open_no_grant,
-    list_filters_pending_session_and_subject,
-    auto_approved_request_is_idempotent_with_both_events,
-    concurrent_decisions_decide_once,
-    session_filters_match_in_sql,
-    stored_rows_keep_storage_order_not_payload_order,
-    the_ledger_keeps_the_last_chained_event_received,
-    export_pages_cover_the_window_exactly_once,
-    retention_sweeps_old_rows_in_batches,
-    retention_keeps_pending_approvals_and_removes_decided_ones,
-    feed_carries_new_events_once_after_commit,
-    a_slow_follower_is_told_what_it_missed_and_ingest_never_waits,
-);
+/// Calls macro `$m` with the name of every case of the suite, so [`CASES`] and the backends'
+/// test lists are one list.
+macro_rules! with_cases {
+    ($m:ident) => {
+        $m!(
+            inserts_and_reads_events_in_seq_order,
+            duplicate_event_is_ignored,
+            session_row_aggregates_events,
+            out_of_order_events_aggregate_the_same,
+            ended_totals_cover_unseen_statements,
+            refused_session_and_newest_first,
+            an_agent_run_is_marked_and_ends_at_agent_stopped,
+            rejects_event_without_id_and_stores_nothing_of_the_batch,
+            unknown_kind_is_stored,
+            concurrent_inserts_of_one_session_count_once,
+            expiry_happens_at_the_deadline_and_is_recorded_once,
+            a_decision_after_the_deadline_finds_the_request_expired,
+            grant_lives_from_approval_for_its_ttl,
+            hold_approvals_and_denials_open_no_grant,
+            list_filters_pending_session_and_subject,
+            auto_approved_request_is_idempotent_with_both_events,
+            concurrent_decisions_decide_once,
+            session_filters_match_in_sql,
+            stored_rows_keep_storage_order_not_payload_order,
+            the_ledger_keeps_the_last_chained_event_received,
+            export_pages_cover_the_window_exactly_once,
+            retention_sweeps_old_rows_in_batches,
+            retention_keeps_pending_approvals_and_removes_decided_ones,
+            feed_carries_new_events_once_after_commit,
+            a_slow_follower_is_told_what_it_missed_and_ingest_never_waits,
+        );
+    };
+}
+#[cfg(test)]
+pub(crate) use with_cases;
+
+with_cases!(cases);
 
 /// A store for one case, and what to remove afterwards.
 #[derive(Debug)]
