@@ -36,7 +36,9 @@
 //! broker_user = "jitgate_broker"    # a role with CREATEROLE
 //! broker_password_file = "/etc/jitgate/shop-broker.password"  # root-owned, mode 0600
 //! grant_roles = ["ci_reader"]       # what each session role is a member of, and nothing else
-//! masks = [{ column = "public.customers.email", strategy = "partial", keep_last = 12 }]
+//! masks = [{ column = "public.customers.email", strategy = "partial", keep_first = 1, keep_domain = true },
+//!          { column = "public.customers.card_number", strategy = "format_preserving" }]
+//! mask_key_file = "/etc/jitgate/shop-mask.key"  # root-owned, mode 0600: hash, format_preserving
 //! accept_token_password = false     # true: a client may send its token as the password
 //!
 //! [[targets]]
@@ -132,6 +134,15 @@ pub enum ConfigError {
     Invalid {
         /// What is wrong, naming the key.
         what: String,
+    },
+    /// A target's masking key file cannot be used.
+    #[error("target {target:?}: {source}")]
+    MaskKey {
+        /// The target.
+        target: String,
+        /// Why.
+        #[source]
+        source: crate::masking::key::KeyError,
     },
 }
 
@@ -422,6 +433,10 @@ pub struct TargetConfig {
     /// Columns masked in results.
     #[serde(default)]
     pub masks: Vec<MaskConfig>,
+    /// The masking key of the keyed strategies (`hash`, `format_preserving`): a file owned by
+    /// root, mode 0600 or stricter, of 32 to 4096 random bytes (`head -c 32 /dev/urandom`).
+    #[serde(default)]
+    pub mask_key_file: Option<PathBuf>,
     /// TLS to the server: `disable`, `prefer` (default), `require`, `verify-full`.
     #[serde(default)]
     pub upstream_tls: UpstreamTlsMode,
@@ -614,12 +629,36 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.to_owned(),
             source,
         })?;
         config.check()?;
+        config.load_mask_keys()?;
         Ok(config)
+    }
+
+    /// Reads each target's masking key where its masks need one, and gives it to them.
+    fn load_mask_keys(&mut self) -> Result<(), ConfigError> {
+        for target in &mut self.targets {
+            let Some(path) = &target.mask_key_file else {
+                continue;
+            };
+            if !target.masks.iter().any(|m| m.strategy.needs_key()) {
+                continue;
+            }
+            let key = crate::masking::key::MaskKey::load(path).map_err(|source| {
+                ConfigError::MaskKey {
+                    target: target.name.clone(),
+                    source,
+                }
+            })?;
+            let key = std::sync::Arc::new(key);
+            for mask in &mut target.masks {
+                mask.strategy.set_key(&key);
+            }
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), ConfigError> {
@@ -646,6 +685,15 @@ impl Config {
                     return Err(ConfigError::Invalid {
                         what: format!(
                             "target {:?}: mask column {:?} must be schema.table.column",
+                            target.name, mask.column
+                        ),
+                    });
+                }
+                if mask.strategy.needs_key() && target.mask_key_file.is_none() {
+                    return Err(ConfigError::Invalid {
+                        what: format!(
+                            "target {:?}: mask column {:?} uses a keyed strategy; set \
+                             mask_key_file",
                             target.name, mask.column
                         ),
                     });
@@ -753,7 +801,8 @@ file = "/etc/jitgate/policy.cedar"
             masks[0].strategy,
             MaskStrategy::Partial {
                 keep_first: 1,
-                keep_last: 0
+                keep_last: 0,
+                keep_domain: false,
             }
         );
         assert_eq!(
@@ -837,6 +886,18 @@ file = "/etc/jitgate/policy.cedar"
     fn unknown_mask_option_is_rejected() {
         let bad = EXAMPLE.replace("keep_first = 1", "keep_frist = 1");
         assert!(toml::from_str::<Config>(&bad).is_err());
+    }
+
+    #[test]
+    fn a_keyed_mask_needs_a_key_file() {
+        let keyed = EXAMPLE.replace(
+            "strategy = \"partial\", keep_first = 1",
+            "strategy = \"hash\"",
+        );
+        assert_ne!(keyed, EXAMPLE, "the example has a partial mask to replace");
+        let config: Config = toml::from_str(&keyed).expect("parses");
+        let err = config.check().expect_err("no mask_key_file");
+        assert!(err.to_string().contains("mask_key_file"), "{err}");
     }
 
     #[test]

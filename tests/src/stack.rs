@@ -11,6 +11,7 @@
 //! Fields drop in declaration order: the agent stops (and its kernel programs are unloaded)
 //! before the cgroup, the collector and the server go.
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -160,6 +161,9 @@ pub struct StackOptions {
     /// Whether the collector stores in PostgreSQL (database and role `jitgate_audit` on the
     /// stack's server, see [`CollectorDb`]) instead of a SQLite file; off by default.
     pub collector_on_postgres: bool,
+    /// Whether the target has a masking key (`mask_key_file`: 32 random bytes, mode 0600, in
+    /// the stack's directory) for the keyed strategies; off by default.
+    pub mask_key: bool,
 }
 
 /// How the stack's agent reaches its collector.
@@ -193,6 +197,7 @@ impl Default for StackOptions {
             collector: CollectorLink::default(),
             audit: None,
             collector_on_postgres: false,
+            mask_key: false,
         }
     }
 }
@@ -338,6 +343,7 @@ impl Stack {
             collector: link,
             audit,
             collector_on_postgres,
+            mask_key,
         } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
@@ -441,6 +447,17 @@ impl Stack {
             config = config.replace(
                 "upstream_tls = \"",
                 "accept_token_password = true\nupstream_tls = \"",
+            );
+        }
+        if mask_key {
+            let path = dir.path().join("mask.key");
+            let mut secret = [0u8; 32];
+            std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+            std::fs::write(&path, secret)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            config = config.replace(
+                "upstream_tls = \"",
+                &format!("mask_key_file = \"{}\"\nupstream_tls = \"", path.display()),
             );
         }
         if let Some(certs) = collector.certs() {

@@ -5,7 +5,9 @@
 //! same pair for plain table columns under any alias, so a [`plan::MaskPlan`] built from each
 //! RowDescription says which DataRow values to replace ([`strategy`]).
 
+pub mod card;
 pub mod catalog;
+pub mod key;
 pub mod plan;
 pub mod strategy;
 

@@ -1,10 +1,17 @@
 //! How a protected value is replaced. Replacements keep the value valid for its column type and
 //! format code: textual types (text, varchar, bpchar, name) get masked text, in both text and
 //! binary format (their binary form is the same bytes); other types become NULL, since no fake
-//! value of their type can be produced safely.
+//! value of their type can be produced safely. The keyed strategies (`hash`,
+//! `format_preserving`) use the target's masking key ([`super::key`]); without one they send
+//! NULL.
+
+use std::sync::Arc;
 
 use bytes::{BufMut as _, BytesMut};
 use serde::Deserialize;
+
+use super::card;
+use super::key::MaskKey;
 
 /// A masking strategy, configured per column (`strategy = "…"` plus its options).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -27,6 +34,24 @@ pub enum MaskStrategy {
         /// Trailing alphanumerics kept.
         #[serde(default)]
         keep_last: usize,
+        /// For e-mail addresses: the domain (from the last `@`) is kept whole and `keep_first` /
+        /// `keep_last` apply to the local part.
+        #[serde(default)]
+        keep_domain: bool,
+    },
+    /// Lowercase hex of HMAC-SHA-256 (RFC 2104) of the value under the masking key: 64
+    /// characters, the same for the same value, so joins and grouping on it still work.
+    Hash {
+        /// The target's masking key, set from `mask_key_file` when the configuration loads.
+        #[serde(skip)]
+        key: Option<Arc<MaskKey>>,
+    },
+    /// Card numbers: FF1-encrypted digits with a valid Luhn check digit, same length and
+    /// separators ([`card`]); a value that is not a card number becomes NULL.
+    FormatPreserving {
+        /// The target's masking key, set from `mask_key_file` when the configuration loads.
+        #[serde(skip)]
+        key: Option<Arc<MaskKey>>,
     },
 }
 
@@ -62,10 +87,51 @@ impl MaskStrategy {
             Self::Partial {
                 keep_first,
                 keep_last,
-            } => partial(value, *keep_first, *keep_last, out),
+                keep_domain,
+            } => match value.iter().rposition(|b| *b == b'@') {
+                Some(at) if *keep_domain => {
+                    partial(&value[..at], *keep_first, *keep_last, out);
+                    out.extend_from_slice(&value[at..]);
+                }
+                _ => partial(value, *keep_first, *keep_last, out),
+            },
+            Self::Hash { key } => {
+                let Some(key) = key else {
+                    return false;
+                };
+                out.extend_from_slice(hex(&key.hmac(value)).as_bytes());
+            }
+            Self::FormatPreserving { key } => {
+                return key
+                    .as_ref()
+                    .is_some_and(|k| card::write_card(value, k, out));
+            }
         }
         true
     }
+
+    /// Whether it needs the target's masking key.
+    pub fn needs_key(&self) -> bool {
+        matches!(self, Self::Hash { .. } | Self::FormatPreserving { .. })
+    }
+
+    /// Gives a keyed strategy its key (others are left as they are).
+    pub fn set_key(&mut self, key: &Arc<MaskKey>) {
+        if let Self::Hash { key: slot } | Self::FormatPreserving { key: slot } = self {
+            *slot = Some(Arc::clone(key));
+        }
+    }
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Appends `value` with every letter and digit but the first `keep_first` and last `keep_last`
@@ -135,6 +201,7 @@ mod tests {
         let s = MaskStrategy::Partial {
             keep_first: 0,
             keep_last: 4,
+            keep_domain: false,
         };
         let out = s.apply(b"4111-1111-1111-1234", 25).expect("text");
         assert_eq!(out, b"****-****-****-1234");
@@ -145,6 +212,7 @@ mod tests {
         let s = MaskStrategy::Partial {
             keep_first: 1,
             keep_last: 0,
+            keep_domain: false,
         };
         assert_eq!(
             s.apply(b"ana.lima@example.com", 1043).expect("text"),
@@ -153,6 +221,7 @@ mod tests {
         let all = MaskStrategy::Partial {
             keep_first: 10,
             keep_last: 10,
+            keep_domain: false,
         };
         assert_eq!(all.apply(b"ab", 25).expect("text"), b"ab");
     }
@@ -187,6 +256,7 @@ mod tests {
         let s = MaskStrategy::Partial {
             keep_first: 1,
             keep_last: 1,
+            keep_domain: false,
         };
         assert_eq!(
             s.apply("José-Ümit".as_bytes(), 25).expect("text"),
@@ -206,6 +276,52 @@ mod tests {
     }
 
     #[test]
+    fn partial_can_keep_an_email_domain() {
+        let s = MaskStrategy::Partial {
+            keep_first: 1,
+            keep_last: 0,
+            keep_domain: true,
+        };
+        assert_eq!(
+            s.apply(b"ana.lima@example.com", 25).expect("text"),
+            b"a**.****@example.com"
+        );
+        assert_eq!(s.apply(b"no-at-sign", 25).expect("text"), b"n*-**-****");
+    }
+
+    #[test]
+    fn hash_is_keyed_deterministic_hex_and_null_without_a_key() {
+        let key = Arc::new(MaskKey::from_secret(&[3u8; 32]));
+        let mut s: MaskStrategy = toml::from_str("strategy = \"hash\"").expect("toml");
+        assert_eq!(s.apply(b"ana@example.com", 25), None, "no key: NULL");
+        assert!(s.needs_key());
+        s.set_key(&key);
+        let a = s.apply(b"ana@example.com", 25).expect("text");
+        assert_eq!(a.len(), 64);
+        assert!(
+            a.iter()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(s.apply(b"ana@example.com", 1043), Some(a.clone()));
+        assert_ne!(s.apply(b"bob@example.com", 25), Some(a));
+        assert_eq!(s.apply(&[0, 0, 0, 1], 23), None, "not textual: NULL");
+    }
+
+    #[test]
+    fn format_preserving_masks_cards_and_nulls_the_rest() {
+        let key = Arc::new(MaskKey::from_secret(&[3u8; 32]));
+        let mut s: MaskStrategy = toml::from_str("strategy = \"format_preserving\"").expect("toml");
+        assert_eq!(s.apply(b"4111111111111111", 25), None, "no key: NULL");
+        s.set_key(&key);
+        let masked = s.apply(b"4111111111111111", 25).expect("a card");
+        let masked = String::from_utf8(masked).expect("ascii");
+        assert_eq!(masked.len(), 16);
+        assert!(card::luhn_valid(&masked));
+        assert_ne!(masked, "4111111111111111");
+        assert_eq!(s.apply(b"not a card", 25), None);
+    }
+
+    #[test]
     fn non_textual_types_become_null() {
         let r = MaskStrategy::Redact { text: "x".into() };
         assert_eq!(r.apply(&[0, 0, 0, 1], 23), None);
@@ -219,7 +335,8 @@ mod tests {
             s,
             MaskStrategy::Partial {
                 keep_first: 0,
-                keep_last: 4
+                keep_last: 4,
+                keep_domain: false,
             }
         );
     }
