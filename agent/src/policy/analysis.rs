@@ -54,6 +54,12 @@ pub struct Part {
     pub range: std::ops::Range<usize>,
     /// Its `pg_query` fingerprint (hex; empty when it cannot be computed).
     pub fingerprint: String,
+    /// Classes of this statement (top-level and nested).
+    pub kinds: BTreeSet<StatementKind>,
+    /// Relations it names.
+    pub tables: BTreeSet<String>,
+    /// Dangerous features it uses.
+    pub dangerous: BTreeSet<&'static str>,
 }
 
 impl Analysis {
@@ -169,7 +175,7 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
         analysis.parts = parts(sql, &parsed.protobuf.stmts);
     }
     let mut trees = Vec::with_capacity(parsed.protobuf.stmts.len());
-    for raw in &parsed.protobuf.stmts {
+    for (index, raw) in parsed.protobuf.stmts.iter().enumerate() {
         let Some(stmt) = raw.stmt.as_ref() else {
             continue;
         };
@@ -210,6 +216,11 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
                     .to_owned(),
             );
         }
+        if let Some(part) = analysis.parts.get_mut(index) {
+            part.kinds.clone_from(&kinds);
+            part.tables = found.relations.iter().map(|(_, n)| n.to_string()).collect();
+            part.dangerous.clone_from(&found.dangerous);
+        }
         analysis.dangerous.extend(found.dangerous);
         analysis.search_path.extend(found.search_path);
         analysis.executes.extend(found.executes);
@@ -240,7 +251,13 @@ fn parts(sql: &str, stmts: &[pg_query::protobuf::RawStmt]) -> Vec<Part> {
                 .and_then(|t| pg_query::fingerprint(t).ok())
                 .map(|f| f.hex)
                 .unwrap_or_default();
-            Part { range, fingerprint }
+            Part {
+                range,
+                fingerprint,
+                kinds: BTreeSet::new(),
+                tables: BTreeSet::new(),
+                dangerous: BTreeSet::new(),
+            }
         })
         .collect()
 }
@@ -393,6 +410,11 @@ mod tests {
         assert!(analysis.parts.iter().all(|p| !p.fingerprint.is_empty()));
         assert_ne!(analysis.parts[0].fingerprint, analysis.parts[1].fingerprint);
         assert!(analyze("select 1;").expect("parses").parts.is_empty());
+        let two = analyze("select * from a; delete from b").expect("parses");
+        assert_eq!(two.parts[0].kinds, [StatementKind::Select].into());
+        assert_eq!(two.parts[0].tables, ["a".to_owned()].into());
+        assert_eq!(two.parts[1].kinds, [StatementKind::Delete].into());
+        assert_eq!(two.parts[1].tables, ["b".to_owned()].into());
     }
 
     #[test]

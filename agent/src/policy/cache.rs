@@ -83,9 +83,13 @@ impl Analyzer {
     }
 }
 
-/// Whether `analysis` holds for every text of the same shape.
+/// Whether `analysis` holds for every text of the same shape. A multi-statement string never
+/// does: its [`Analysis::parts`] are byte ranges of the text analysed, which constants of
+/// another length would shift.
 fn shape_safe(analysis: &Analysis) -> bool {
-    analysis.integrity.is_none() && analysis.kinds.iter().all(|k| SHAPE_SAFE.contains(k))
+    analysis.integrity.is_none()
+        && analysis.parts.is_empty()
+        && analysis.kinds.iter().all(|k| SHAPE_SAFE.contains(k))
 }
 
 /// `sql` with each numeric constant token replaced by a mark, or `None` when it has none (the
@@ -200,6 +204,26 @@ fn scanned_shape_key(sql: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multi_statement_string_keeps_its_own_statement_ranges() {
+        let analyzer = Analyzer::default();
+        let _ = analyzer.analyze("select 1,1,1,1; delete from orders where id = 1");
+        let sql = "select 111111111,111111111,111111111,111111111; delete from orders where id = 1";
+        let analysis = analyzer.analyze(sql).expect("parses");
+        let texts: Vec<&str> = analysis
+            .parts
+            .iter()
+            .map(|p| &sql[p.range.clone()])
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "select 111111111,111111111,111111111,111111111",
+                "delete from orders where id = 1"
+            ]
+        );
+    }
 
     #[test]
     fn repeated_text_is_served_from_the_cache() {

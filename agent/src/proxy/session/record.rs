@@ -6,22 +6,19 @@
 //! EmptyQueryResponse or ErrorResponse), because the client sees each complete on its own:
 //! psql prints a result as soon as its CommandComplete arrives. Statements the server never
 //! completed (skipped after an error, cut off when the session ended) are recorded with a tag
-//! saying so. Each event carries the analysis, decision and policies of the whole string.
+//! saying so. Each event carries its own statement's classes, tables and dangerous features,
+//! and the decision and policies of the whole string.
 
 use jitgate_proto::audit::v1 as pb;
 
 use super::Session;
+use crate::policy::analysis::Part;
 use crate::proxy::pending::{Execution, Pending};
 
 impl Session<'_> {
     /// Records one event for a finished (or refused) request, with its whole text.
     pub(super) fn record_statement(&mut self, exec: &Execution) {
-        let fingerprint = exec
-            .analysis
-            .as_deref()
-            .map(|a| a.fingerprint.clone())
-            .unwrap_or_default();
-        let event = statement_event(exec, &exec.sql, fingerprint);
+        let event = statement_event(exec, Scope::whole(exec));
         self.commit_statement(event);
     }
 
@@ -62,42 +59,69 @@ impl Session<'_> {
     }
 }
 
-/// The event of the statement of `exec` the server answers next: one of its parts, or its whole
-/// text when it was refused or is a single statement.
-fn part_event(exec: &Execution) -> pb::Statement {
-    match exec.current_part() {
-        Some(part) => statement_event(
-            exec,
-            exec.sql.get(part.range.clone()).unwrap_or(&exec.sql),
-            part.fingerprint.clone(),
-        ),
-        None => {
-            let fingerprint = exec
-                .analysis
-                .as_deref()
-                .map(|a| a.fingerprint.clone())
-                .unwrap_or_default();
-            statement_event(exec, &exec.sql, fingerprint)
+/// What one event says the statement is: its text and shape, and what it does.
+struct Scope<'a> {
+    text: &'a str,
+    fingerprint: &'a str,
+    kinds: Vec<String>,
+    tables: Vec<String>,
+    dangerous: Vec<String>,
+}
+
+impl<'a> Scope<'a> {
+    /// The whole request `exec`, as its analysis describes it.
+    fn whole(exec: &'a Execution) -> Scope<'a> {
+        let analysis = exec.analysis.as_deref();
+        Scope {
+            text: &exec.sql,
+            fingerprint: analysis.map_or("", |a| a.fingerprint.as_str()),
+            kinds: analysis.map(|a| names(&a.kinds)).unwrap_or_default(),
+            tables: analysis
+                .map(|a| a.tables.iter().cloned().collect())
+                .unwrap_or_default(),
+            dangerous: analysis
+                .map(|a| a.dangerous.iter().map(|d| (*d).to_owned()).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// One statement of a multi-statement string.
+    fn part(exec: &'a Execution, part: &'a Part) -> Scope<'a> {
+        Scope {
+            text: exec.sql.get(part.range.clone()).unwrap_or(&exec.sql),
+            fingerprint: &part.fingerprint,
+            kinds: names(&part.kinds),
+            tables: part.tables.iter().cloned().collect(),
+            dangerous: part.dangerous.iter().map(|d| (*d).to_owned()).collect(),
         }
     }
 }
 
-/// The Statement event of `exec`, naming `text` (fingerprint `fingerprint`).
-fn statement_event(exec: &Execution, text: &str, fingerprint: String) -> pb::Statement {
-    let analysis = exec.analysis.as_deref();
+fn names(kinds: &std::collections::BTreeSet<crate::policy::StatementKind>) -> Vec<String> {
+    kinds.iter().map(|k| k.as_str().to_owned()).collect()
+}
+
+/// The event of the statement of `exec` the server answers next: one of its parts, or its whole
+/// text when it was refused or is a single statement.
+fn part_event(exec: &Execution) -> pb::Statement {
+    let scope = match exec.current_part() {
+        Some(part) => Scope::part(exec, part),
+        None => Scope::whole(exec),
+    };
+    statement_event(exec, scope)
+}
+
+/// The Statement event of `exec`, describing `scope`.
+fn statement_event(exec: &Execution, scope: Scope<'_>) -> pb::Statement {
     let (decision, rule, reason) = match &exec.rejection {
         Some(r) => (pb::Decision::Denied, r.rule.clone(), r.message.clone()),
         None => (pb::Decision::Allowed, String::new(), String::new()),
     };
     pb::Statement {
-        text: crate::audit::statement_text(text),
+        text: crate::audit::statement_text(scope.text),
         protocol: exec.protocol.to_owned(),
-        kinds: analysis
-            .map(|a| a.kinds.iter().map(|k| k.as_str().to_owned()).collect())
-            .unwrap_or_default(),
-        tables: analysis
-            .map(|a| a.tables.iter().cloned().collect())
-            .unwrap_or_default(),
+        kinds: scope.kinds,
+        tables: scope.tables,
         decision: decision.into(),
         rule,
         reason,
@@ -106,14 +130,56 @@ fn statement_event(exec: &Execution, text: &str, fingerprint: String) -> pb::Sta
         command_tag: exec.tags.join("; "),
         sqlstate: exec.sqlstate.clone().unwrap_or_default(),
         duration_us: u64::try_from(exec.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        fingerprint,
+        fingerprint: scope.fingerprint.to_owned(),
         parameters: exec.parameters.to_vec(),
         policies: exec.verdict.policies.clone(),
         approval_id: exec.verdict.approval_id.clone().unwrap_or_default(),
         bytes: exec.bytes,
         sample: exec.sample.as_ref().and_then(|s| s.finish()),
-        dangerous: analysis
-            .map(|a| a.dangerous.iter().map(|d| (*d).to_owned()).collect())
-            .unwrap_or_default(),
+        dangerous: scope.dangerous,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prost::Message;
+
+    use super::*;
+
+    fn events_of(sql: &str) -> Vec<pb::Statement> {
+        let analysis = Arc::new(crate::policy::analysis::analyze(sql).expect("parses"));
+        let mut exec = Execution::new(sql.into(), "simple", Some(analysis), None);
+        let mut events = Vec::new();
+        for _ in 0..exec.parts_left() {
+            events.push(part_event(&exec));
+            exec.part_done();
+        }
+        events
+    }
+
+    #[test]
+    fn each_statement_event_describes_its_own_statement() {
+        let events = events_of("select * from a; delete from b where id = 1");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].text, "select * from a");
+        assert_eq!(events[0].kinds, ["select"]);
+        assert_eq!(events[0].tables, ["a"]);
+        assert_eq!(events[1].text, "delete from b where id = 1");
+        assert_eq!(events[1].kinds, ["delete"]);
+        assert_eq!(events[1].tables, ["b"]);
+    }
+
+    #[test]
+    fn events_of_a_long_string_grow_with_it_linearly() {
+        let n = 2000;
+        let sql: String = (0..n).map(|i| format!("select * from tbl_{i};")).collect();
+        let total: usize = events_of(&sql).iter().map(Message::encoded_len).sum();
+        assert!(
+            total < 20 * sql.len(),
+            "{total} bytes of events for a {} byte string",
+            sql.len()
+        );
     }
 }
