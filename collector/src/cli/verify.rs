@@ -36,7 +36,7 @@ pub struct VerifyArgs {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
     /// `deleted`, `altered`, `reordered`, `duplicate`, `broken link`, `unsealed`,
-    /// `undecodable` or `mislabelled`.
+    /// `undecodable`, `mislabelled`, `relabelled` or `ledger`.
     pub kind: &'static str,
     /// The `seq` the fault is about.
     pub seq: u64,
@@ -105,15 +105,35 @@ pub fn check(session_id: &str, rows: &[StoredEvent], ledger: Option<&ChainLedger
 }
 
 /// A fault when the stored chain ends before the last chained event the collector received,
-/// or that event no longer carries the hash it arrived with.
+/// that event no longer carries the hash it arrived with, or the ledger ends before the stored
+/// chain (it was rewound). The ledger and the rows are read in one snapshot, so a live session
+/// shows none of these.
 fn ledger_fault(events: &[Event], ledger: &ChainLedger) -> Option<Fault> {
-    let received = u64::try_from(ledger.last_seq).ok()?;
     let last = events
         .iter()
         .filter(|e| chain::is_chained(e))
         .max_by_key(|e| e.seq);
+    let Ok(received) = u64::try_from(ledger.last_seq) else {
+        return last.map(|last| Fault {
+            kind: "ledger",
+            seq: last.seq,
+            message: format!(
+                "seq {} is stored but the collector's ledger records no event received: the \
+                 ledger was reset",
+                last.seq
+            ),
+        });
+    };
     match last {
-        Some(last) if last.seq > received => None,
+        Some(last) if last.seq > received => Some(Fault {
+            kind: "ledger",
+            seq: last.seq,
+            message: format!(
+                "seq {} is stored but the collector's ledger ends at seq {received}: the ledger \
+                 was rewound",
+                last.seq
+            ),
+        }),
         Some(last) if last.seq == received => (last.hash != ledger.last_hash).then(|| Fault {
             kind: "altered",
             seq: received,
@@ -189,7 +209,8 @@ pub async fn run(
             .map_err(|status| ctx.rpc(status))?
             .into_inner();
         let rows = stored.events;
-        if rows.is_empty() && stored.ledger.is_none() {
+        // No rows: unknown, or swept by retention (which removes the row after its events).
+        if rows.is_empty() {
             if args.session.is_some() {
                 return Err(CliError::UnknownSession(id.clone()));
             }
@@ -379,8 +400,26 @@ mod tests {
                 .contains(&format!("{from}..={}", last.seq))
         );
 
-        let v = check("s1", &[], Some(&ledger));
-        assert_eq!(v.faults.len(), 1, "everything deleted: {:?}", v.faults);
+        let reset = ChainLedger {
+            last_seq: -1,
+            last_hash: Vec::new(),
+        };
+        let v = check("s1", &cut, Some(&reset));
+        assert_eq!(
+            v.faults.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            ["ledger"],
+            "a ledger reset along with the cut"
+        );
+        let behind = ChainLedger {
+            last_seq: 0,
+            last_hash: events[0].hash.clone(),
+        };
+        let v = check("s1", &rows(&events), Some(&behind));
+        assert_eq!(
+            v.faults.iter().map(|f| f.kind).collect::<Vec<_>>(),
+            ["ledger"],
+            "a ledger rewound behind the chain"
+        );
 
         let mut replaced = events.clone();
         let end = replaced.len() - 1;

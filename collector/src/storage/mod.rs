@@ -59,8 +59,17 @@ pub use search::{ExportCursor, MAX_EXPORT_PAGE, SessionFacts};
 pub use sqlite::SqliteStore;
 
 /// Version of the schema both backends write (SQLite: `PRAGMA user_version`; PostgreSQL: the
-/// `jitgate_schema` table). Version 2 added `approvals`, version 3 the query API's indexes.
-pub const SCHEMA_VERSION: i64 = 3;
+/// `jitgate_schema` table). Version 2 added `approvals`, version 3 the query API's indexes,
+/// version 4 the session row's `agent_run` and chain ledger (`last_seq`, `last_hash`).
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// Columns version 4 added to `sessions`, with their SQLite declarations (added to an older
+/// file when missing; PostgreSQL declares them in its own types).
+pub const SESSION_COLUMNS_V4: [(&str, &str); 3] = [
+    ("agent_run", "INTEGER NOT NULL DEFAULT 0"),
+    ("last_seq", "INTEGER NOT NULL DEFAULT -1"),
+    ("last_hash", "BLOB"),
+];
 
 /// Sessions returned by [`Store::sessions`] when the caller asks for 0.
 pub const DEFAULT_SESSION_LIMIT: u32 = 100;

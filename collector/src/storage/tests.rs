@@ -138,6 +138,26 @@ fn version_1_database_gains_the_approvals_table() {
 }
 
 #[test]
+fn a_version_3_database_gains_the_ledger_columns_and_still_ingests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.db");
+    drop(SqliteStore::open(&path).expect("create"));
+    let conn = Connection::open(&path).expect("raw");
+    conn.execute_batch(
+        "ALTER TABLE sessions DROP COLUMN last_seq; ALTER TABLE sessions DROP COLUMN last_hash;
+         ALTER TABLE sessions DROP COLUMN agent_run; PRAGMA user_version = 3;",
+    )
+    .expect("make it version 3");
+    drop(conn);
+    let store = SqliteStore::open(&path).expect("migrate");
+    store
+        .insert_blocking(&fixtures::session_events("old-db"))
+        .expect("ingest");
+    let stored = store.stored_events_blocking("old-db").expect("rows");
+    assert!(stored.ledger.is_some_and(|l| l.last_seq >= 0));
+}
+
+#[test]
 fn newer_sqlite_schema_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("audit.db");

@@ -104,6 +104,9 @@ CREATE INDEX IF NOT EXISTS sessions_by_repository ON sessions (repository, start
 CREATE INDEX IF NOT EXISTS sessions_by_target ON sessions (target, started_unix_us);
 CREATE INDEX IF NOT EXISTS sessions_by_host ON sessions (agent_host, started_unix_us);
 CREATE INDEX IF NOT EXISTS approvals_by_requested ON approvals (requested_unix_us);
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS agent_run BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS last_seq BIGINT NOT NULL DEFAULT -1;
+ALTER TABLE sessions ADD COLUMN IF NOT EXISTS last_hash BYTEA;
 "#;
 
 /// Creates or upgrades the schema in `client`'s database (see the module docs).

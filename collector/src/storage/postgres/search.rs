@@ -59,24 +59,31 @@ impl PgStore {
         &self,
         session_id: &str,
     ) -> Result<StoredEventsResponse, StoreError> {
-        let client = self.pool.get().await?;
-        let ledger_stmt = client
+        let mut client = self.pool.get().await?;
+        // One REPEATABLE READ snapshot: the ledger and the rows agree.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let ledger_stmt = tx
             .prepare_cached("SELECT last_seq, last_hash FROM sessions WHERE session_id = $1")
             .await?;
-        let ledger = match client.query_opt(&ledger_stmt, &[&session_id]).await? {
+        let ledger = match tx.query_opt(&ledger_stmt, &[&session_id]).await? {
             Some(row) => Some(ChainLedger {
                 last_seq: row.try_get(0)?,
                 last_hash: row.try_get::<_, Option<Vec<u8>>>(1)?.unwrap_or_default(),
             }),
             None => None,
         };
-        let stmt = client
+        let stmt = tx
             .prepare_cached(
                 "SELECT seq, event_id, payload FROM events WHERE session_id = $1
                  ORDER BY seq, received_unix_us, event_id",
             )
             .await?;
-        let rows = client.query(&stmt, &[&session_id]).await?;
+        let rows = tx.query(&stmt, &[&session_id]).await?;
         let events = rows
             .iter()
             .map(|row| {
@@ -88,6 +95,7 @@ impl PgStore {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
+        tx.commit().await?;
         Ok(StoredEventsResponse { events, ledger })
     }
 

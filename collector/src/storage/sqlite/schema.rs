@@ -8,12 +8,14 @@
 //! records the schema version so later versions can migrate.
 //!
 //! Migrations: version 2 added `approvals`; version 3 added the indexes the query API's filters,
-//! export and retention use. Every statement is `IF NOT EXISTS`, so opening an older file
-//! creates what is missing and records the current version.
+//! export and retention use; version 4 the `sessions` columns `agent_run`, `last_seq` and
+//! `last_hash`. Every statement is `IF NOT EXISTS`, and columns missing from an older
+//! `sessions` table are added, so opening an older file creates what is missing and records the
+//! current version.
 
 use rusqlite::Connection;
 
-use crate::storage::SCHEMA_VERSION;
+use crate::storage::{SCHEMA_VERSION, SESSION_COLUMNS_V4};
 
 /// Statements that create the schema; all idempotent.
 const CREATE: &str = r#"
@@ -118,6 +120,17 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// Creates the tables and indexes when missing and records [`SCHEMA_VERSION`].
 pub fn create(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(CREATE)?;
+    let present: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('sessions')")?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (column, declaration) in SESSION_COLUMNS_V4 {
+        if !present.iter().any(|p| p == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE sessions ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+    }
     conn.pragma_update(None, "user_version", SCHEMA_VERSION)
 }
 

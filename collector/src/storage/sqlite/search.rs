@@ -61,7 +61,9 @@ impl SqliteStore {
         session_id: &str,
     ) -> Result<StoredEventsResponse, StoreError> {
         let conn = lock(&self.inner.reader)?;
-        let ledger = conn
+        // One read transaction: the ledger and the rows come from the same snapshot (WAL).
+        let snapshot = conn.unchecked_transaction()?;
+        let ledger = snapshot
             .prepare_cached("SELECT last_seq, last_hash FROM sessions WHERE session_id = ?1")?
             .query_row([session_id], |row| {
                 Ok(ChainLedger {
@@ -70,21 +72,22 @@ impl SqliteStore {
                 })
             })
             .optional()?;
-        let mut stmt = conn.prepare_cached(
+        let mut stmt = snapshot.prepare_cached(
             "SELECT seq, event_id, payload FROM events WHERE session_id = ?1
              ORDER BY seq, received_unix_us, event_id",
         )?;
-        let rows = stmt.query_map([session_id], |row| {
-            Ok(StoredEvent {
-                seq: row.get(0)?,
-                event_id: row.get(1)?,
-                payload: row.get(2)?,
-            })
-        })?;
-        Ok(StoredEventsResponse {
-            events: rows.collect::<Result<_, _>>()?,
-            ledger,
-        })
+        let events = stmt
+            .query_map([session_id], |row| {
+                Ok(StoredEvent {
+                    seq: row.get(0)?,
+                    event_id: row.get(1)?,
+                    payload: row.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        drop(stmt);
+        snapshot.commit()?;
+        Ok(StoredEventsResponse { events, ledger })
     }
 
     /// Up to `limit` (capped at [`MAX_EXPORT_PAGE`]) events with `since <= time < until`
