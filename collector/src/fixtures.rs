@@ -230,6 +230,7 @@ pub fn rich_session_events(session_id: &str) -> Vec<Event> {
                     ..Process::default()
                 }),
                 target: OTHER_TARGET.into(),
+                target_name: "billing".into(),
                 database: "billing".into(),
                 user: "ci".into(),
                 upstream_user: "jit_4100_beef".into(),

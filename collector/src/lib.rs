@@ -26,12 +26,32 @@ pub fn report(err: &dyn std::error::Error) -> String {
     let mut source = err.source();
     while let Some(cause) = source {
         let text = cause.to_string();
-        // tonic and hyper sometimes repeat the inner message in the outer one.
-        if !message.ends_with(&text) {
+        // tonic and hyper sometimes repeat the inner message at the end of the outer one.
+        if message != text && !message.ends_with(&format!(": {text}")) {
             message.push_str(": ");
             message.push_str(&text);
         }
         source = cause.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("{0}")]
+    struct Layer(String, #[source] Option<Box<Layer>>);
+
+    #[test]
+    fn report_keeps_each_cause_once() {
+        let inner = Layer("empty".into(), None);
+        let outer = Layer("cannot read /tmp/empty".into(), Some(Box::new(inner)));
+        assert_eq!(super::report(&outer), "cannot read /tmp/empty: empty");
+        let inner = Layer("connection refused".into(), None);
+        let outer = Layer(
+            "transport error: connection refused".into(),
+            Some(Box::new(inner)),
+        );
+        assert_eq!(super::report(&outer), "transport error: connection refused");
+    }
 }

@@ -408,7 +408,8 @@ async fn serve_inner(
             cmdline: me.map(|p| p.cmdline).unwrap_or_default(),
             ..process_record(&info)
         }),
-        target: format!("{} ({original})", target.config.name),
+        target: original.to_string(),
+        target_name: target.config.name.clone(),
         database: startup.database().unwrap_or_default().to_owned(),
         user: startup.user().unwrap_or_default().to_owned(),
         upstream_user: upstream.role.clone(),

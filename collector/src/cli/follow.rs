@@ -69,6 +69,9 @@ pub async fn run(
             return Err(CliError::Usage("events needs --session ID or --follow"));
         };
         let events = super::session_events(client, ctx, &session).await?;
+        if events.is_empty() {
+            return Err(CliError::UnknownSession(session));
+        }
         if ctx.json {
             json::write_events(out, &events)?;
         } else {

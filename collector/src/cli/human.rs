@@ -267,6 +267,7 @@ fn session_started(s: &SessionStarted) -> Vec<String> {
     lines.push(format!(
         "target   {}",
         fields(&[
+            ("name", &s.target_name),
             ("addr", &s.target),
             ("database", &s.database),
             ("user", &s.user),

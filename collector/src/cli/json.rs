@@ -80,6 +80,7 @@ fn kind_body(kind: &Kind) -> Value {
             "identity": s.identity.as_ref().map(identity),
             "process": s.process.as_ref().map(process),
             "target": s.target,
+            "target_name": s.target_name,
             "database": s.database,
             "user": s.user,
             "upstream_user": s.upstream_user,

@@ -122,7 +122,7 @@ pub enum CliError {
         "the jitgate collector at {url} refused the request ({}): {}{}",
         status_name(.status.code()),
         .status.message(),
-        status_hint(.status.code())
+        status_hint(.status)
     )]
     Rpc {
         /// The collector URL.
@@ -287,14 +287,21 @@ fn status_name(code: tonic::Code) -> String {
         .collect()
 }
 
-/// What to do about a status code a person can fix, as a sentence after the message.
-fn status_hint(code: tonic::Code) -> &'static str {
-    match code {
+/// What to do about a status a person can fix, as a sentence after the message; nothing when
+/// the collector's message already names a setting (`JITGATE_…`, `--…`).
+fn status_hint(status: &tonic::Status) -> &'static str {
+    if status.message().contains("JITGATE_") || status.message().contains("--") {
+        return "";
+    }
+    match status.code() {
         tonic::Code::Unauthenticated => {
             "; give the collector's token: JITGATE_QUERY_TOKEN or --query-token-file for queries, JITGATE_DECIDER_TOKEN for approvals"
         }
         tonic::Code::PermissionDenied => "; this credential may not do that",
         tonic::Code::Unavailable => "; is the collector running, and is the URL right?",
+        tonic::Code::Cancelled => {
+            "; a collector serving TLS needs an https:// URL (and --ca / JITGATE_CA)"
+        }
         _ => "",
     }
 }

@@ -48,6 +48,9 @@ impl AuditQuery for QueryService {
     ) -> Result<Response<ListSessionsResponse>, Status> {
         let ListSessionsRequest { limit, filter } = request.into_inner();
         let filter = filter.unwrap_or_default();
+        if filter.until_unix_us != 0 && filter.until_unix_us <= filter.since_unix_us {
+            return Err(Status::invalid_argument("until must be after since"));
+        }
         let sessions = self
             .store
             .find_sessions(filter, limit)

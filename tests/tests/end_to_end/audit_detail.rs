@@ -87,6 +87,20 @@ fn events_carry_process_chain_ci_claims_tls_parameters_and_masked_samples() {
             .is_some_and(|c| c.contains("psql -X ") && c.ends_with("-c DROP TABLE orders")),
         "{started}"
     );
+    let address = format!("127.0.0.1:{}", stack.pg.port());
+    assert_eq!(started["target"], address.as_str(), "the address dialled");
+    assert_eq!(started["target_name"], "shop");
+    let by_target = json_lines(
+        &stack
+            .cli(&["sessions", "--json", "--target", &address])
+            .expect("jitgate sessions"),
+    );
+    assert!(
+        by_target
+            .iter()
+            .any(|s| s["session_id"] == events[0]["session_id"]),
+        "--target with the address finds the session: {by_target:?}"
+    );
     let ancestry = started["ancestry"].as_array().expect("ancestry");
     assert_eq!(ancestry[0]["pid"], me, "{started}");
     assert_eq!(ancestry[0]["ppid"], parent, "{started}");
