@@ -109,10 +109,13 @@ pub fn run(bins: &Binaries) -> anyhow::Result<()> {
         "SELECT 1",
     ];
     let port = stack.pg.port().to_string();
-    println!("$ psql -X -w -h 127.0.0.1 -p {port} -d {SHOP_DB} -c 'SELECT 1'");
+    // sslmode=require: with psql's default `prefer` a refused TLS attempt is retried in
+    // plaintext, which the trail would show as two refused sessions of one psql.
+    println!("$ PGSSLMODE=require psql -X -w -h 127.0.0.1 -p {port} -d {SHOP_DB} -c 'SELECT 1'");
     std::io::stdout().flush()?;
     let refused = stack
         .job("psql", false)
+        .env("PGSSLMODE", "require")
         .args(psql_args)
         .args(["-p", &port])
         .status()
