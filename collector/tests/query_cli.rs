@@ -348,7 +348,7 @@ async fn queries_need_the_query_token() {
             let none = run(None).await;
             assert!(!none.status.success());
             let stderr = String::from_utf8_lossy(&none.stderr);
-            assert!(stderr.contains("Unauthenticated"), "{stderr}");
+            assert!(stderr.contains("(unauthenticated)"), "{stderr}");
             assert!(stderr.contains("JITGATE_QUERY_TOKEN_FILE"), "{stderr}");
             let wrong = run(Some("q-wrong")).await;
             assert!(!wrong.status.success());
