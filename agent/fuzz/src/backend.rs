@@ -118,15 +118,20 @@ fn catalog_for(fields: &[FieldDescription]) -> MaskCatalog {
         Some(PROTECTED_ROWTYPE.to_string()),
     ]];
     let mut catalog = MaskCatalog::from_rows(&masks, &rows);
+    let key = std::sync::Arc::new(jitgate_agent::masking::key::MaskKey::from_secret(&[7; 32]));
     for (index, field) in fields.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
-        let strategy = match index % 6 {
+        let mut strategy = match index % 10 {
             1 => MaskStrategy::Redact { text: "***".into() },
             3 => MaskStrategy::Partial {
                 keep_first: 1,
                 keep_last: 2,
+                keep_domain: true,
             },
+            5 => MaskStrategy::FormatPreserving { key: None },
+            7 => MaskStrategy::Hash { key: None },
             _ => MaskStrategy::Null,
         };
+        strategy.set_key(&key);
         catalog.insert(field.table_oid, field.column, strategy);
     }
     catalog
