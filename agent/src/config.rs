@@ -437,6 +437,13 @@ pub struct TargetConfig {
     /// root, mode 0600 or stricter, of 32 to 4096 random bytes (`head -c 32 /dev/urandom`).
     #[serde(default)]
     pub mask_key_file: Option<PathBuf>,
+    /// Content detectors for values of columns no mask rule names (`email`, `card_number`,
+    /// `iban`, `national_id`, `jwt`, `cloud_key`, `private_key`); none by default.
+    #[serde(default)]
+    pub detectors: Vec<crate::masking::detect::Detector>,
+    /// [`Self::detectors`] compiled when the configuration loads.
+    #[serde(skip)]
+    pub compiled_detectors: Option<std::sync::Arc<crate::masking::detect::Detectors>>,
     /// TLS to the server: `disable`, `prefer` (default), `require`, `verify-full`.
     #[serde(default)]
     pub upstream_tls: UpstreamTlsMode,
@@ -638,9 +645,12 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads each target's masking key where its masks need one, and gives it to them.
+    /// Reads each target's masking key where its masks need one, and gives it to them; compiles
+    /// each target's content detectors.
     fn load_mask_keys(&mut self) -> Result<(), ConfigError> {
         for target in &mut self.targets {
+            target.compiled_detectors =
+                crate::masking::detect::Detectors::new(&target.detectors).map(std::sync::Arc::new);
             let Some(path) = &target.mask_key_file else {
                 continue;
             };

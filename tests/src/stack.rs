@@ -164,6 +164,8 @@ pub struct StackOptions {
     /// Whether the target has a masking key (`mask_key_file`: 32 random bytes, mode 0600, in
     /// the stack's directory) for the keyed strategies; off by default.
     pub mask_key: bool,
+    /// The target's content `detectors` (names as in the configuration); none by default.
+    pub detectors: Vec<String>,
 }
 
 /// How the stack's agent reaches its collector.
@@ -198,6 +200,7 @@ impl Default for StackOptions {
             audit: None,
             collector_on_postgres: false,
             mask_key: false,
+            detectors: Vec::new(),
         }
     }
 }
@@ -344,6 +347,7 @@ impl Stack {
             audit,
             collector_on_postgres,
             mask_key,
+            detectors,
         } = options;
         let dir = tempfile::Builder::new()
             .prefix("jitgate-stack-")
@@ -458,6 +462,13 @@ impl Stack {
             config = config.replace(
                 "upstream_tls = \"",
                 &format!("mask_key_file = \"{}\"\nupstream_tls = \"", path.display()),
+            );
+        }
+        if !detectors.is_empty() {
+            let names: Vec<String> = detectors.iter().map(|d| format!("{d:?}")).collect();
+            config = config.replace(
+                "upstream_tls = \"",
+                &format!("detectors = [{}]\nupstream_tls = \"", names.join(", ")),
             );
         }
         if let Some(certs) = collector.certs() {

@@ -17,12 +17,24 @@ pub struct MaskCatalog {
     /// Protected column names by table name (`relname`, any schema), for the parameter rule of
     /// the audit trail ([`MaskCatalog::protected_columns_of`]).
     names: HashMap<String, HashSet<String>>,
+    /// The target's content detectors, for textual columns no rule names.
+    detectors: Option<std::sync::Arc<super::detect::Detectors>>,
 }
 
 impl MaskCatalog {
-    /// Whether nothing is protected.
+    /// Whether nothing is protected: no column rule and no detectors.
     pub fn is_empty(&self) -> bool {
-        self.columns.is_empty()
+        self.columns.is_empty() && self.detectors.is_none()
+    }
+
+    /// The content detectors for columns no rule names, if the target enables any.
+    pub fn detectors(&self) -> Option<&std::sync::Arc<super::detect::Detectors>> {
+        self.detectors.as_ref()
+    }
+
+    /// Turns content detection on for columns no rule names.
+    pub fn set_detectors(&mut self, detectors: std::sync::Arc<super::detect::Detectors>) {
+        self.detectors = Some(detectors);
     }
 
     /// The strategy for a RowDescription field's table OID and column number, if protected.

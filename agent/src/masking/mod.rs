@@ -7,6 +7,7 @@
 
 pub mod card;
 pub mod catalog;
+pub mod detect;
 pub mod key;
 pub mod plan;
 pub mod strategy;

@@ -32,7 +32,14 @@ impl MaskPlan {
                     Some(s) => s.clone(),
                     // A whole row of a protected table: no safe partial value exists.
                     None if catalog.is_protected_rowtype(f.type_oid) => MaskStrategy::Null,
-                    None => return None,
+                    None => match catalog.detectors() {
+                        Some(detectors) if super::strategy::is_textual(f.type_oid) => {
+                            MaskStrategy::Detect {
+                                detectors: std::sync::Arc::clone(detectors),
+                            }
+                        }
+                        _ => return None,
+                    },
                 };
                 Some(MaskedColumn {
                     index,
@@ -100,7 +107,7 @@ impl MaskPlan {
             let Some(column) = masked.next_if(|c| c.index == index) else {
                 continue;
             };
-            if len < 0 {
+            if len < 0 || column.strategy.leaves(&body[value_at..end]) {
                 continue;
             }
             count += 1;
@@ -165,6 +172,46 @@ mod tests {
         assert_eq!(values, vec![Some(&b"1"[..]), Some(&b"***"[..])]);
         let len = u32::from_be_bytes([out[1], out[2], out[3], out[4]]);
         assert_eq!(len as usize, out.len() - 1);
+    }
+
+    #[test]
+    fn detectors_mask_flagged_values_of_unnamed_textual_columns_only() {
+        use crate::masking::detect::{Detector, Detectors};
+        let mut catalog = MaskCatalog::default();
+        catalog.set_detectors(std::sync::Arc::new(
+            Detectors::new(&[Detector::Email]).expect("enabled"),
+        ));
+        assert!(!catalog.is_empty());
+        let plan = MaskPlan::new(
+            &catalog,
+            &[
+                field("id", 0, 0, 23),
+                field("a", 0, 0, 25),
+                field("b", 0, 0, 1043),
+            ],
+        );
+        let mut row = BytesMut::new();
+        write::data_row(
+            &mut row,
+            &[
+                Some(b"1".as_slice()),
+                Some(b"Ana Lima".as_slice()),
+                Some(b"mail ana@example.com".as_slice()),
+            ],
+        );
+        let mut out = BytesMut::new();
+        let n = plan.apply_into(&row[5..], &mut out).expect("valid");
+        assert_eq!(n, 1, "only the flagged value counts as masked");
+        let out_body = Bytes::copy_from_slice(&out[5..]);
+        let values = parse_data_row(&out_body).expect("valid");
+        assert_eq!(
+            values,
+            vec![
+                Some(&b"1"[..]),
+                Some(&b"Ana Lima"[..]),
+                Some(&b"[redacted: email]"[..])
+            ]
+        );
     }
 
     #[test]

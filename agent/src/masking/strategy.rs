@@ -11,6 +11,7 @@ use bytes::{BufMut as _, BytesMut};
 use serde::Deserialize;
 
 use super::card;
+use super::detect::Detectors;
 use super::key::MaskKey;
 
 /// A masking strategy, configured per column (`strategy = "…"` plus its options).
@@ -52,6 +53,13 @@ pub enum MaskStrategy {
         /// The target's masking key, set from `mask_key_file` when the configuration loads.
         #[serde(skip)]
         key: Option<Arc<MaskKey>>,
+    },
+    /// Not configured per column: a column no rule names, on a target with `detectors`. A
+    /// value in which a detector finds something becomes `[redacted: NAME]`; others pass.
+    #[serde(skip)]
+    Detect {
+        /// The target's detectors.
+        detectors: Arc<Detectors>,
     },
 }
 
@@ -106,8 +114,25 @@ impl MaskStrategy {
                     .as_ref()
                     .is_some_and(|k| card::write_card(value, k, out));
             }
+            Self::Detect { detectors } => match detectors.find(value) {
+                Some(found) => {
+                    out.extend_from_slice(b"[redacted: ");
+                    out.extend_from_slice(found.as_str().as_bytes());
+                    out.put_u8(b']');
+                }
+                None => out.extend_from_slice(value),
+            },
         }
         true
+    }
+
+    /// Whether `value` goes to the client as it is (a [`Self::Detect`] column whose value no
+    /// detector flags); such values are not counted as masked.
+    pub fn leaves(&self, value: &[u8]) -> bool {
+        match self {
+            Self::Detect { detectors } => detectors.find(value).is_none(),
+            _ => false,
+        }
     }
 
     /// Whether it needs the target's masking key.

@@ -330,13 +330,16 @@ async fn serve_inner(
         }
     };
 
-    let catalog = match resolve_query(&target.config.masks) {
+    let mut catalog = match resolve_query(&target.config.masks) {
         Some(sql) => {
             let rows = upstream::simple_query(&mut upstream, &sql).await?;
             MaskCatalog::from_rows(&target.config.masks, &rows)
         }
         None => MaskCatalog::default(),
     };
+    if let Some(detectors) = &target.config.compiled_detectors {
+        catalog.set_detectors(std::sync::Arc::clone(detectors));
+    }
 
     // The client gets a key of the agent's in place of the server's; the server's key is used
     // only by the agent (cancel::route, and the cancel below when the client goes away). The

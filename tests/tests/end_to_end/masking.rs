@@ -176,3 +176,32 @@ fn keyed_masks_hash_emails_and_keep_card_numbers_luhn_valid() {
         "distinct addresses, distinct hashes"
     );
 }
+
+#[test]
+fn content_detectors_mask_values_of_columns_no_rule_names() {
+    let Some(stack) = stack_with(StackOptions {
+        masks: Vec::new(),
+        detectors: vec!["email".into(), "card_number".into()],
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let out = stack
+        .psql(
+            "SELECT name, email, card_number FROM customers ORDER BY id",
+            true,
+        )
+        .expect("psql runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    let people = customers();
+    let rows: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(rows.len(), people.len(), "{stdout}");
+    for (row, person) in rows.iter().zip(&people) {
+        assert_eq!(
+            *row,
+            format!("{}|[redacted: email]|[redacted: card_number]", person.name),
+            "names are real data and come back; the rest is flagged"
+        );
+    }
+}
