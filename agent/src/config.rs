@@ -641,13 +641,13 @@ impl Config {
             source,
         })?;
         config.check()?;
-        config.load_mask_keys()?;
+        config.prepare_masking()?;
         Ok(config)
     }
 
     /// Reads each target's masking key where its masks need one, and gives it to them; compiles
     /// each target's content detectors.
-    fn load_mask_keys(&mut self) -> Result<(), ConfigError> {
+    fn prepare_masking(&mut self) -> Result<(), ConfigError> {
         for target in &mut self.targets {
             target.compiled_detectors =
                 crate::masking::detect::Detectors::new(&target.detectors).map(std::sync::Arc::new);

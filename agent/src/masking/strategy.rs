@@ -107,7 +107,7 @@ impl MaskStrategy {
                 let Some(key) = key else {
                     return false;
                 };
-                out.extend_from_slice(hex(&key.hmac(value)).as_bytes());
+                out.extend_from_slice(jitgate_proto::chain::hex(&key.hmac(value)).as_bytes());
             }
             Self::FormatPreserving { key } => {
                 return key
@@ -146,17 +146,6 @@ impl MaskStrategy {
             *slot = Some(Arc::clone(key));
         }
     }
-}
-
-/// Lowercase hex of `bytes`.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// Appends `value` with every letter and digit but the first `keep_first` and last `keep_last`
