@@ -44,6 +44,8 @@ pub struct Analysis {
     /// single statement): the server answers each with its own CommandComplete, and the audit
     /// trail records each as its own event.
     pub parts: Vec<Part>,
+    /// Where values go in each top-level statement, in order ([`super::lineage`]).
+    pub lineage: Vec<super::lineage::Lineage>,
 }
 
 /// One top-level statement of a multi-statement query string.
@@ -93,6 +95,7 @@ impl Analysis {
             fingerprint: String::new(),
             params: ParamTies::default(),
             parts: Vec::new(),
+            lineage: Vec::new(),
         }
     }
 }
@@ -170,6 +173,7 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
             .unwrap_or_default(),
         params: ParamTies::default(),
         parts: Vec::new(),
+        lineage: Vec::new(),
     };
     if parsed.protobuf.stmts.len() > 1 {
         analysis.parts = parts(sql, &parsed.protobuf.stmts);
@@ -200,6 +204,7 @@ fn analyze_here(sql: &str) -> Result<Analysis, ParseFailure> {
             message: format!("the parse tree could not be walked: {e}"),
         })?;
         let found = access::walk_statement(&tree);
+        analysis.lineage.push(super::lineage::of_statement(&tree));
         trees.push(tree);
         if let Some(reason) = settings_write(&found) {
             analysis.integrity.get_or_insert(reason);

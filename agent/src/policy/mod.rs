@@ -14,6 +14,7 @@ pub mod entities;
 pub mod explain;
 pub mod integrity;
 pub mod kind;
+pub mod lineage;
 pub mod params;
 pub mod slot;
 #[cfg(test)]
