@@ -618,6 +618,14 @@ pub struct MaskConfig {
     /// How values are replaced.
     #[serde(flatten)]
     pub strategy: MaskStrategy,
+    /// What happens to a value computed from this column (`lower(email)`, `email || ''`,
+    /// aggregates, a whole row): `deny` (default) or `mask` ([`crate::masking::flow`]).
+    #[serde(default)]
+    pub expressions: crate::masking::flow::OnExpression,
+    /// What happens to a statement whose predicates read this column (`WHERE`, `ORDER BY`,
+    /// `GROUP BY`, joins): `allow` (default), `deny` or `approval`.
+    #[serde(default)]
+    pub predicates: crate::masking::flow::OnPredicate,
 }
 
 /// `[policy]`: the Cedar policies every statement is authorized against.

@@ -108,6 +108,8 @@ fn catalog_for(fields: &[FieldDescription]) -> MaskCatalog {
     let masks = [MaskConfig {
         column: "public.t.c".into(),
         strategy: MaskStrategy::Null,
+        expressions: Default::default(),
+        predicates: Default::default(),
     }];
     let rows = [vec![
         Some("public".to_owned()),

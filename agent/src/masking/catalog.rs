@@ -5,7 +5,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::MaskStrategy;
+use super::flow::MaskRule;
 use crate::config::MaskConfig;
+use crate::policy::access::QualifiedName;
+use crate::policy::lineage::{Part, Source};
 
 /// Protected columns of one database: `(table OID, attnum)` → strategy.
 #[derive(Debug, Clone, Default)]
@@ -19,6 +22,9 @@ pub struct MaskCatalog {
     names: HashMap<String, HashSet<String>>,
     /// The target's content detectors, for textual columns no rule names.
     detectors: Option<std::sync::Arc<super::detect::Detectors>>,
+    /// Rules by relation (`schema`, `relname`) and column name, for statement lineage
+    /// ([`super::flow`]).
+    rules: HashMap<(String, String), HashMap<String, MaskRule>>,
 }
 
 impl MaskCatalog {
@@ -70,6 +76,49 @@ impl MaskCatalog {
         columns
     }
 
+    /// Whether any column rule is resolved (statement lineage matters).
+    pub fn has_rules(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
+    /// The rules of the relations `name` may mean: the named schema's, or, for an unqualified
+    /// name, the relation of that name in every schema (whichever `search_path` finds, so a
+    /// name that may be a protected relation counts as one: fails closed).
+    fn relations(&self, name: &QualifiedName) -> Vec<&HashMap<String, MaskRule>> {
+        self.rules
+            .iter()
+            .filter(|((schema, relname), _)| {
+                *relname == name.name && name.schema.as_ref().is_none_or(|s| s == schema)
+            })
+            .map(|(_, columns)| columns)
+            .collect()
+    }
+
+    /// The rules a lineage source names (a column, some column, or a whole row).
+    pub fn rules_of(&self, source: &Source) -> Vec<&MaskRule> {
+        let mut found = Vec::new();
+        for columns in self.relations(&source.relation) {
+            match &source.part {
+                Part::Column(c) => found.extend(columns.get(c)),
+                Part::AnyColumn | Part::WholeRow => found.extend(columns.values()),
+            }
+        }
+        found
+    }
+
+    /// Whether `name` may be a relation with protected columns.
+    pub fn protects_relation(&self, name: &QualifiedName) -> bool {
+        !self.relations(name).is_empty()
+    }
+
+    /// Adds a rule for statement lineage.
+    pub fn insert_rule(&mut self, schema: &str, relation: &str, column: &str, rule: MaskRule) {
+        self.rules
+            .entry((schema.to_owned(), relation.to_owned()))
+            .or_default()
+            .insert(column.to_owned(), rule);
+    }
+
     /// Adds a resolved column.
     pub fn insert(&mut self, table_oid: u32, column: i16, strategy: MaskStrategy) {
         self.columns.insert((table_oid, column), strategy);
@@ -97,6 +146,17 @@ impl MaskCatalog {
             };
             if let Some(mask) = masks.iter().find(|m| m.column == name) {
                 catalog.insert(oid, attnum, mask.strategy.clone());
+                catalog.insert_rule(
+                    schema,
+                    table,
+                    column,
+                    MaskRule {
+                        column: name.clone(),
+                        strategy: mask.strategy.clone(),
+                        expressions: mask.expressions,
+                        predicates: mask.predicates,
+                    },
+                );
                 catalog
                     .names
                     .entry(table.clone())
@@ -150,6 +210,8 @@ mod tests {
         MaskConfig {
             column: column.into(),
             strategy: MaskStrategy::Null,
+            expressions: Default::default(),
+            predicates: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod card;
 pub mod catalog;
 pub mod detect;
+pub mod flow;
 pub mod key;
 pub mod plan;
 pub mod strategy;

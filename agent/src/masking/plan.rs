@@ -3,6 +3,7 @@
 
 use bytes::{BufMut as _, BytesMut};
 
+use super::flow::Overlay;
 use super::{MaskCatalog, MaskStrategy};
 use crate::pgwire::WireError;
 use crate::pgwire::backend::{DATA_ROW_TAG, FieldDescription};
@@ -24,12 +25,27 @@ pub struct MaskPlan {
 impl MaskPlan {
     /// The plan for `fields` under `catalog`.
     pub fn new(catalog: &MaskCatalog, fields: &[FieldDescription]) -> Self {
+        Self::with(catalog, fields, &Overlay::default())
+    }
+
+    /// The plan for `fields` under `catalog`, with the statement's lineage masks for the
+    /// columns the RowDescription cannot attribute ([`Overlay`]). An overlay whose width is not
+    /// the result's applies to every column without a table OID.
+    pub fn with(catalog: &MaskCatalog, fields: &[FieldDescription], overlay: &Overlay) -> Self {
+        let unplaced;
+        let overlay = if overlay.placed.is_empty() || overlay.placed.len() == fields.len() {
+            overlay
+        } else {
+            unplaced = overlay.unplace();
+            &unplaced
+        };
         let columns = fields
             .iter()
             .enumerate()
             .filter_map(|(index, f)| {
                 let strategy = match catalog.get(f.table_oid, f.column) {
                     Some(s) => s.clone(),
+                    None if let Some(s) = overlay.get(index, f.table_oid) => s.clone(),
                     // A whole row of a protected table: no safe partial value exists.
                     None if catalog.is_protected_rowtype(f.type_oid) => MaskStrategy::Null,
                     None => match catalog.detectors() {

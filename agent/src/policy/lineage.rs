@@ -95,6 +95,10 @@ pub struct Lineage {
     pub declares: Option<String>,
     /// `FETCH`/`MOVE … name`: the cursor whose rows this statement returns.
     pub fetches: Option<String>,
+    /// `PREPARE name AS …`: the SQL-level prepared statement whose rows `outputs` describe.
+    pub prepares: Option<String>,
+    /// `EXECUTE name`: the SQL-level prepared statement whose rows this statement returns.
+    pub executes: Option<String>,
     /// `COPY … TO`: the outputs are sent as COPY data, not DataRows.
     pub copy_out: bool,
 }
@@ -121,6 +125,9 @@ pub fn of_statement(stmt: &Value) -> Lineage {
     acc.outputs = outputs;
     acc
 }
+
+/// Named (or unnamed) columns of a derived table, with their origins.
+type Columns = Vec<(Option<String>, Origin)>;
 
 /// A relation or derived table visible in a `FROM` list.
 #[derive(Debug, Clone)]
@@ -240,7 +247,7 @@ impl Item {
 #[derive(Debug, Default)]
 struct Scope<'p> {
     items: Vec<Item>,
-    ctes: Vec<(String, Vec<(Option<String>, Origin)>)>,
+    ctes: Vec<(String, Columns)>,
     parent: Option<&'p Scope<'p>>,
 }
 
@@ -421,6 +428,10 @@ fn statement(v: &Value, scope: &Scope<'_>, acc: &mut Lineage) -> Vec<Output> {
             Vec::new()
         }
         "CopyStmt" => copy(body, scope, acc),
+        "ExecuteStmt" => {
+            acc.executes = text(body, "name").map(str::to_owned);
+            Vec::new()
+        }
         "ExplainStmt" => {
             // EXPLAIN sends a plan, not values; EXPLAIN ANALYZE runs the statement, so what it
             // stores and reads counts.
@@ -435,6 +446,7 @@ fn statement(v: &Value, scope: &Scope<'_>, acc: &mut Lineage) -> Vec<Output> {
             };
             let outputs = statement(q, scope, acc);
             if tag == "PrepareStmt" {
+                acc.prepares = text(body, "name").map(str::to_owned);
                 return outputs;
             }
             store(outputs, None, acc);
@@ -676,7 +688,7 @@ fn values(rows: &[Value], scope: &Scope<'_>, acc: &mut Lineage) -> Vec<Output> {
 /// The expansion of a target that is `*` or `t.*`.
 fn star(val: &Value, scope: &Scope<'_>) -> Option<Vec<Output>> {
     let fields = list(tagged(val, "ColumnRef")?, "fields");
-    if !fields.last().is_some_and(|f| tagged(f, "AStar").is_some()) {
+    if fields.last().is_none_or(|f| tagged(f, "AStar").is_none()) {
         return None;
     }
     let names: Vec<&str> = fields.iter().filter_map(string_node).collect();

@@ -66,6 +66,8 @@ mod tests {
         let masks = [MaskConfig {
             column: "public.customers.email".into(),
             strategy: MaskStrategy::Null,
+            expressions: Default::default(),
+            predicates: Default::default(),
         }];
         let row = ["public", "customers", "email", "16390", "3", "16392"]
             .map(|v| Some(v.to_owned()))

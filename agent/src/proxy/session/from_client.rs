@@ -9,7 +9,7 @@ use postgres_protocol::message::frontend as write_fe;
 use super::{End, Flow, REFUSED_SQL, Session, approval};
 use crate::pgwire::codec::Frame;
 use crate::pgwire::frontend::{self as fe, Bind, Execute, FunctionCall, Parse, Target};
-use crate::policy::{Analysis, Decision, StatementKind};
+use crate::policy::{Analysis, Decision};
 use crate::proxy::ProxyError;
 use crate::proxy::pending::{
     Execution, NamedFunction, Pending, Portal, PreparedStatement, Rejection, Undo, Verdict,
@@ -324,7 +324,8 @@ impl Session<'_> {
                 }
             }
         };
-        match self.policy.decide(&analysis) {
+        let decision = self.policy.decide(&analysis);
+        match self.with_masking(&analysis, decision) {
             Decision::Allow { .. } => (None, Vec::new()),
             Decision::Deny(d) => {
                 self.statements_denied += 1;
@@ -378,6 +379,7 @@ impl Session<'_> {
     /// it for the audit trail.
     pub(super) fn decide(&mut self, analysis: &Arc<Analysis>) -> (Option<Rejection>, Verdict) {
         let decision = self.policy.decide(analysis);
+        let decision = self.with_masking(analysis, decision);
         let mut verdict = Verdict {
             policies: match &decision {
                 Decision::Allow { policies } => policies.clone(),
@@ -423,19 +425,6 @@ impl Session<'_> {
                     })
                 }
             },
-            Decision::Allow { .. }
-                if !self.catalog.is_empty() && analysis.kinds.contains(&StatementKind::CopyTo) =>
-            {
-                Some(Rejection {
-                    sqlstate: "42501",
-                    approval_id: None,
-                    rule: "masking-copy".into(),
-                    message: "jitgate: COPY ... TO is not allowed on a database with masked \
-                              columns; use SELECT so masking applies"
-                        .into(),
-                    hint: None,
-                })
-            }
             Decision::Allow { .. } => None,
         };
         if rejection.is_some() {

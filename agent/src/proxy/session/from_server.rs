@@ -38,7 +38,7 @@ impl Session<'_> {
             be::DATA_ROW_TAG => self.on_data_row(frame)?,
             be::ROW_DESCRIPTION_TAG => {
                 let fields = parse_row_description(&frame.body).map_err(upstream)?;
-                let plan = MaskPlan::new(&self.catalog, &fields);
+                let plan = MaskPlan::with(&self.catalog, &fields, &self.overlay_for_result());
                 let sample_rows = self.ctx.sample_rows;
                 match self.pending.front_mut() {
                     Some(Pending::Query(exec)) => {

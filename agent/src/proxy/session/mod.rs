@@ -12,6 +12,7 @@ mod approval;
 mod fence;
 mod from_client;
 mod from_server;
+mod masking;
 mod record;
 
 use std::collections::{HashMap, VecDeque};
@@ -140,6 +141,9 @@ pub struct Session<'a> {
     approval_base: Option<crate::approval::ApprovalRequest>,
     /// When the session must end, and why ([`Session::end_at`]).
     deadline: Option<(tokio::time::Instant, String)>,
+    /// Lineage masks of this session's cursors and SQL-level prepared statements, for the rows
+    /// `FETCH` and `EXECUTE` return ([`masking`]).
+    named_overlays: masking::NamedOverlays,
     /// Statements decided.
     pub statements_seen: u64,
     /// Statements refused.
@@ -186,6 +190,7 @@ impl<'a> Session<'a> {
             approval_future: None,
             resolved: None,
             approval_base: None,
+            named_overlays: masking::NamedOverlays::default(),
             statements_seen: 0,
             statements_denied: 0,
         }

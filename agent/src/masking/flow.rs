@@ -1,0 +1,251 @@
+//! Where protected values flow in a statement, decided from its lineage
+//! ([`crate::policy::lineage`]) against the session's protected columns ([`MaskCatalog`]):
+//! which output columns carry a protected value (and so are masked), and which statements are
+//! refused or held for approval because no safe mask exists for what they do with one.
+//!
+//! - An output that is a protected column unchanged (through any alias, sub-select, CTE or set
+//!   operation) is masked with the column's strategy.
+//! - An output computed from protected columns (`lower(email)`, `string_agg(email, ',')`,
+//!   `to_jsonb(c)`, a whole row) follows each rule's `expressions` setting: `deny` (the default)
+//!   refuses the statement; `mask` masks the output as a whole with the rule's strategy, or NULL
+//!   when several rules meet in one value.
+//! - Predicates over protected columns (`WHERE email LIKE 'a%'`, `ORDER BY email`) follow each
+//!   rule's `predicates` setting: `allow` (the default, so lookups and joins on masked columns
+//!   still work), `deny`, or `approval`.
+//! - A protected value stored anywhere but a protected column (`INSERT INTO scratch SELECT
+//!   email …`, `UPDATE … SET name = email`, `CREATE TABLE … AS`) would later be read unmasked:
+//!   refused. So is `COPY … TO` of a protected column (COPY data is not masked).
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use super::{MaskCatalog, MaskStrategy};
+use crate::policy::lineage::{Lineage, Output, Part, Source};
+
+/// What a rule does with values computed from its column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpression {
+    /// Refuse the statement (42501), naming the column and the output.
+    #[default]
+    Deny,
+    /// Mask the computed output as a whole with the rule's strategy.
+    Mask,
+}
+
+/// What a rule does with statements whose predicates read its column.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPredicate {
+    /// Run them: the rows returned are masked; which rows return is not.
+    #[default]
+    Allow,
+    /// Refuse them.
+    Deny,
+    /// Run them once approved (as a Cedar `approve` would be asked for).
+    Approval,
+}
+
+/// A protected column's rule, as resolved in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaskRule {
+    /// `schema.table.column`.
+    pub column: String,
+    /// How its values are replaced.
+    pub strategy: MaskStrategy,
+    /// Computed values.
+    pub expressions: OnExpression,
+    /// Predicates.
+    pub predicates: OnPredicate,
+}
+
+/// Why a statement cannot run as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Refused: the message for the client (ErrorResponse 42501) and the audit trail.
+    Deny(String),
+    /// Runs once approved: why, and the protected columns concerned.
+    Approval {
+        /// Why, for the client, the approver and the audit trail.
+        reason: String,
+        /// `schema.table.column` of each column concerned.
+        columns: Vec<String>,
+    },
+}
+
+/// Masks for output columns that the RowDescription cannot attribute to a protected column
+/// (table OID 0: expressions, set operations; every column of a `FETCH` from a cursor whose
+/// query computes values).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overlay {
+    /// By output position, when positions are known.
+    pub placed: Vec<Option<MaskStrategy>>,
+    /// For every column without a table OID, when a `*` made positions unknown.
+    pub unplaced: Option<MaskStrategy>,
+}
+
+impl Overlay {
+    /// Whether it masks nothing.
+    pub fn is_empty(&self) -> bool {
+        self.unplaced.is_none() && self.placed.iter().all(Option::is_none)
+    }
+
+    /// The mask for output `index`, a field with table OID `table_oid`.
+    pub fn get(&self, index: usize, table_oid: u32) -> Option<&MaskStrategy> {
+        self.placed
+            .get(index)
+            .and_then(Option::as_ref)
+            .or(self.unplaced.as_ref().filter(|_| table_oid == 0))
+    }
+
+    /// The same masks with positions forgotten (a result whose width is not the one expected).
+    pub fn unplace(&self) -> Self {
+        let all: Vec<&MaskStrategy> = self.placed.iter().flatten().chain(&self.unplaced).collect();
+        Self {
+            placed: Vec::new(),
+            unplaced: one_of(all),
+        }
+    }
+}
+
+/// One strategy for a value made from several rules' columns: theirs when they agree, else NULL.
+fn one_of<'a>(strategies: impl IntoIterator<Item = &'a MaskStrategy>) -> Option<MaskStrategy> {
+    let mut found: Option<&MaskStrategy> = None;
+    for s in strategies {
+        match found {
+            Some(f) if f != s => return Some(MaskStrategy::Null),
+            _ => found = Some(s),
+        }
+    }
+    found.cloned()
+}
+
+/// The rules `sources` name, in a stable order.
+fn rules<'c>(catalog: &'c MaskCatalog, sources: &BTreeSet<Source>) -> Vec<&'c MaskRule> {
+    let mut found: Vec<&MaskRule> = sources.iter().flat_map(|s| catalog.rules_of(s)).collect();
+    found.sort_by(|a, b| a.column.cmp(&b.column));
+    found.dedup_by(|a, b| a.column == b.column);
+    found
+}
+
+fn names(rules: &[&MaskRule]) -> String {
+    rules
+        .iter()
+        .map(|r| r.column.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Decides one statement: the overlay for its result, or why it cannot run.
+///
+/// # Errors
+/// [`Refusal`] as the module documentation describes.
+pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusal> {
+    if !catalog.has_rules() {
+        return Ok(Overlay::default());
+    }
+    for write in &lineage.writes {
+        let carried = rules(catalog, &write.sources);
+        if carried.is_empty() {
+            continue;
+        }
+        let into_protected = write
+            .into
+            .as_ref()
+            .is_some_and(|i| matches!(i.part, Part::Column(_)) && !catalog.rules_of(i).is_empty());
+        if !into_protected {
+            let place = match &write.into {
+                Some(into) => format!("{}", into.relation),
+                None => "a new relation".to_owned(),
+            };
+            return Err(Refusal::Deny(format!(
+                "jitgate: this statement stores values of protected column {} in {place}, where \
+                 they would be read unmasked",
+                names(&carried)
+            )));
+        }
+    }
+    let mut approval = Vec::new();
+    let read = rules(catalog, &lineage.predicates);
+    for rule in &read {
+        match rule.predicates {
+            OnPredicate::Allow => {}
+            OnPredicate::Deny => {
+                return Err(Refusal::Deny(format!(
+                    "jitgate: this statement filters, orders or groups by protected column {} \
+                     (its rule sets predicates = \"deny\")",
+                    rule.column
+                )));
+            }
+            OnPredicate::Approval => approval.push(rule.column.clone()),
+        }
+    }
+    let mut overlay = Overlay::default();
+    let mut unplaced: Vec<MaskStrategy> = Vec::new();
+    let mut positions_known = true;
+    for (index, output) in lineage.outputs.iter().enumerate() {
+        let origin = match output {
+            Output::Star(relation) => {
+                if lineage.copy_out && catalog.protects_relation(relation) {
+                    return Err(copy_refusal(&relation.to_string()));
+                }
+                positions_known = false;
+                continue;
+            }
+            Output::Column(origin) => origin,
+        };
+        let carried = rules(catalog, &origin.sources);
+        if carried.is_empty() {
+            if positions_known {
+                overlay.placed.push(None);
+            }
+            continue;
+        }
+        if lineage.copy_out {
+            return Err(copy_refusal(&names(&carried)));
+        }
+        let plain = origin.direct
+            && origin
+                .sources
+                .iter()
+                .all(|s| matches!(s.part, Part::Column(_)));
+        if !plain && let Some(rule) = carried.iter().find(|r| r.expressions == OnExpression::Deny) {
+            return Err(Refusal::Deny(format!(
+                "jitgate: output column {} is computed from protected column {}, and a computed \
+                 value cannot be masked safely; select the column itself (it is masked), or set \
+                 expressions = \"mask\" on its rule",
+                index + 1,
+                rule.column
+            )));
+        }
+        let strategy = one_of(carried.iter().map(|r| &r.strategy)).unwrap_or(MaskStrategy::Null);
+        if positions_known {
+            overlay.placed.push(Some(strategy));
+        } else {
+            unplaced.push(strategy);
+        }
+    }
+    overlay.unplaced = one_of(&unplaced);
+    if !approval.is_empty() {
+        return Err(Refusal::Approval {
+            reason: format!(
+                "filtering, ordering or grouping by protected column {} needs approval",
+                approval.join(", ")
+            ),
+            columns: approval,
+        });
+    }
+    Ok(overlay)
+}
+
+fn copy_refusal(what: &str) -> Refusal {
+    Refusal::Deny(format!(
+        "jitgate: COPY ... TO of protected column {what} is not allowed (COPY data is not \
+         masked); use SELECT so masking applies"
+    ))
+}
+
+#[cfg(test)]
+#[path = "flow_tests.rs"]
+mod tests;

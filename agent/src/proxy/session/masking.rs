@@ -1,0 +1,147 @@
+//! The session's side of lineage-aware masking ([`crate::masking::flow`]): a statement the
+//! policy allows is refused, or held for approval, when what it does with protected values has
+//! no safe mask; each result's RowDescription gets the statement's lineage masks; and the masks
+//! of cursors (`DECLARE`) and SQL-level prepared statements (`PREPARE`) are kept for the rows
+//! `FETCH` and `EXECUTE` return later.
+
+use std::collections::HashMap;
+
+use super::Session;
+use crate::masking::MaskStrategy;
+use crate::masking::flow::{self, Overlay, Refusal};
+use crate::policy::catalogue::DYNAMIC_SQL;
+use crate::policy::decide::DEFAULT_GRANT_TTL;
+use crate::policy::lineage::Lineage;
+use crate::policy::{Analysis, ApprovalMode, ApprovalNeeded, Decision, Denial};
+use crate::proxy::pending::Pending;
+
+/// Most cursors (and, apart, prepared statements) remembered; past it the map starts again, and
+/// rows of a forgotten name get every column without a table OID nulled (fails closed).
+const MAX_NAMED: usize = 1024;
+
+/// Lineage masks by cursor and by SQL-level prepared statement name.
+#[derive(Debug, Default)]
+pub(super) struct NamedOverlays {
+    cursors: HashMap<String, Overlay>,
+    prepared: HashMap<String, Overlay>,
+}
+
+fn remember(map: &mut HashMap<String, Overlay>, name: &str, overlay: Overlay) {
+    if map.len() >= MAX_NAMED && !map.contains_key(name) {
+        map.clear();
+    }
+    map.insert(name.to_owned(), overlay);
+}
+
+/// Every column without a table OID nulled: for rows whose lineage is not known.
+fn unknown() -> Overlay {
+    Overlay {
+        placed: Vec::new(),
+        unplaced: Some(MaskStrategy::Null),
+    }
+}
+
+impl NamedOverlays {
+    fn note(&mut self, lineage: &Lineage, overlay: &Overlay) {
+        if let Some(name) = &lineage.declares {
+            remember(&mut self.cursors, name, overlay.clone());
+        }
+        if let Some(name) = &lineage.prepares {
+            remember(&mut self.prepared, name, overlay.clone());
+        }
+    }
+
+    fn of(&self, catalog: &crate::masking::MaskCatalog, lineage: &Lineage) -> Overlay {
+        if let Some(name) = &lineage.fetches {
+            return self.cursors.get(name).cloned().unwrap_or_else(unknown);
+        }
+        if let Some(name) = &lineage.executes {
+            return self.prepared.get(name).cloned().unwrap_or_else(unknown);
+        }
+        flow::check(catalog, lineage).unwrap_or_else(|_| unknown())
+    }
+}
+
+fn deny(rule: &str, reason: String) -> Decision {
+    Decision::Deny(Denial {
+        rule: rule.to_owned(),
+        kind: None,
+        reason,
+        policies: Vec::new(),
+    })
+}
+
+impl Session<'_> {
+    /// `decision` (the policy's), unless the statement is allowed but does with a protected
+    /// value what no mask makes safe: then a denial (rule `masking-lineage`, or
+    /// `masking-dynamic-sql` for functions running SQL text the agent cannot see), or an
+    /// approval for predicates whose rule asks for one (policies `mask:schema.table.column`).
+    pub(super) fn with_masking(&mut self, analysis: &Analysis, decision: Decision) -> Decision {
+        if !matches!(decision, Decision::Allow { .. }) || !self.catalog.has_rules() {
+            return decision;
+        }
+        if analysis.dangerous.contains(DYNAMIC_SQL) {
+            return deny(
+                "masking-dynamic-sql",
+                "jitgate: functions that run SQL given as text (query_to_xml, table_to_xml, …) \
+                 are not allowed on a database with masked columns: what they read cannot be \
+                 seen, so it cannot be masked"
+                    .to_owned(),
+            );
+        }
+        let mut needs: Vec<(String, Vec<String>)> = Vec::new();
+        for lineage in &analysis.lineage {
+            match flow::check(&self.catalog, lineage) {
+                Ok(overlay) => self.named_overlays.note(lineage, &overlay),
+                Err(Refusal::Deny(reason)) => return deny("masking-lineage", reason),
+                Err(Refusal::Approval { reason, columns }) => needs.push((reason, columns)),
+            }
+        }
+        if needs.is_empty() {
+            return decision;
+        }
+        let reason = needs
+            .iter()
+            .map(|(r, _)| r.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut columns: Vec<String> = needs.into_iter().flat_map(|(_, c)| c).collect();
+        columns.sort();
+        columns.dedup();
+        Decision::Approval(ApprovalNeeded {
+            policies: columns.iter().map(|c| format!("mask:{c}")).collect(),
+            reason,
+            mode: ApprovalMode::Hold,
+            grant_ttl: DEFAULT_GRANT_TTL,
+            auto_approved_by: None,
+            actions: vec!["select".to_owned()],
+            resources: columns.iter().map(|c| format!("Column::\"{c}\"")).collect(),
+        })
+    }
+
+    /// The lineage masks for the result the server describes next: the current statement of a
+    /// simple Query, or the Execute an injected Describe was sent for.
+    pub(super) fn overlay_for_result(&self) -> Overlay {
+        if !self.catalog.has_rules() {
+            return Overlay::default();
+        }
+        let (analysis, index) = match self.pending.front() {
+            Some(Pending::Query(exec)) => {
+                let multi = exec.analysis.as_ref().is_some_and(|a| !a.parts.is_empty());
+                (
+                    exec.analysis.as_ref(),
+                    if multi { exec.parts_done } else { 0 },
+                )
+            }
+            Some(Pending::Describe { injected: true }) => match self.pending.get(1) {
+                Some(Pending::Execute(e)) => (e.analysis.as_ref(), 0),
+                _ => (None, 0),
+            },
+            _ => return Overlay::default(),
+        };
+        match analysis.and_then(|a| a.lineage.get(index)) {
+            Some(lineage) => self.named_overlays.of(&self.catalog, lineage),
+            None => unknown(),
+        }
+    }
+}
