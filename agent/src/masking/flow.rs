@@ -188,7 +188,9 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
         let origin = match output {
             Output::Star(relation) => {
                 if lineage.copy_out && catalog.protects_relation(relation) {
-                    return Err(copy_refusal(&relation.to_string()));
+                    return Err(copy_refusal(&format!(
+                        "{relation}, which has protected columns,"
+                    )));
                 }
                 positions_known = false;
                 continue;
@@ -203,7 +205,10 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
             continue;
         }
         if lineage.copy_out {
-            return Err(copy_refusal(&names(&carried)));
+            return Err(copy_refusal(&format!(
+                "protected column {}",
+                names(&carried)
+            )));
         }
         let plain = origin.direct
             && origin
@@ -241,8 +246,8 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
 
 fn copy_refusal(what: &str) -> Refusal {
     Refusal::Deny(format!(
-        "jitgate: COPY ... TO of protected column {what} is not allowed (COPY data is not \
-         masked); use SELECT so masking applies"
+        "jitgate: COPY ... TO of {what} is not allowed (COPY data is not masked); use SELECT \
+         so masking applies"
     ))
 }
 
