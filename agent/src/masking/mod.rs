@@ -11,6 +11,7 @@ pub mod detect;
 pub mod flow;
 pub mod key;
 pub mod plan;
+pub mod side;
 pub mod strategy;
 
 pub use catalog::MaskCatalog;

@@ -92,6 +92,27 @@ fn fields_message(
     finish(out, at);
 }
 
+/// An ErrorResponse or NoticeResponse (`tag`) with exactly `fields`, in order (55.8).
+pub fn fields(out: &mut BytesMut, tag: u8, fields: &[(u8, String)]) {
+    let at = start(out, tag);
+    for (code, value) in fields {
+        put_field(out, *code, value);
+    }
+    out.put_u8(0);
+    finish(out, at);
+}
+
+/// NotificationResponse (tag `A`, 55.7): process id, channel and payload.
+pub fn notification(out: &mut BytesMut, pid: u32, channel: &str, payload: &str) {
+    let at = start(out, b'A');
+    out.put_u32(pid);
+    for text in [channel, payload] {
+        out.extend(text.bytes().filter(|&b| b != 0));
+        out.put_u8(0);
+    }
+    finish(out, at);
+}
+
 fn put_field(out: &mut BytesMut, code: u8, value: &str) {
     out.put_u8(code);
     // A NUL inside a field would end it early; none of our texts contain one, but be safe.

@@ -109,11 +109,25 @@ fn computed_values_are_masked_whole_when_the_rule_says_mask() {
          BEGIN;\n\
          DECLARE k CURSOR FOR SELECT upper(email) AS u FROM customers ORDER BY id;\n\
          FETCH 2 FROM k;\n\
-         COMMIT;\n",
+         COMMIT;\n\
+         LISTEN ch;\n\
+         SELECT pg_notify('ch', 'n:' || email) FROM customers ORDER BY id LIMIT 1;\n\
+         SELECT email::int FROM customers ORDER BY id LIMIT 1;\n",
     );
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
-    assert!(!stderr.contains("ERROR"), "{stderr}");
+    // Side channels: the cast error's value and the notification's payload are withheld.
+    assert_eq!(leaks(&stderr), None, "{stderr}");
+    assert!(
+        stderr.contains("invalid input syntax for type integer: (withheld by jitgate"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("ERROR").count(), 1, "{stderr}");
+    let notified = format!("{stdout}{stderr}");
+    assert!(
+        notified.contains("Asynchronous notification \"ch\" with payload \"(withheld by jitgate"),
+        "{notified}"
+    );
     assert_eq!(leaks(&stdout), None, "{stdout}");
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.is_empty()).collect();
     // The whole computed value is masked: `'lower:' || …` included, with the e-mail rule.

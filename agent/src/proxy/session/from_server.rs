@@ -2,7 +2,7 @@
 //! DataRows by the current result's plan, swap the parser error of a substituted statement for
 //! the agent's own ErrorResponse, and record each finished statement in the audit trail.
 
-use crate::masking::MaskPlan;
+use crate::masking::{MaskPlan, side};
 use crate::pgwire::backend::{
     self as be, ErrorFields, FieldDescription, TransactionStatus, parse_row_description,
 };
@@ -96,6 +96,10 @@ impl Session<'_> {
                 frame.write_to(&mut self.to_client);
             }
             be::ERROR_RESPONSE_TAG => self.on_error(frame)?,
+            be::NOTICE_RESPONSE_TAG if !self.catalog.is_empty() => {
+                let fields = ErrorFields::parse(&frame.body, "NoticeResponse").map_err(upstream)?;
+                self.forward_scrubbed(frame, fields);
+            }
             be::NOTIFICATION_RESPONSE_TAG => self.on_notification(frame),
             be::COPY_IN_RESPONSE_TAG => {
                 self.drop_syncs_sent_during_copy_in();
@@ -221,6 +225,23 @@ impl Session<'_> {
             }
             None => frame,
         };
+        if !self.catalog.is_empty() {
+            // The payload may be any value a trigger or function read ([`side`]).
+            let channel = frame
+                .body
+                .get(4..)
+                .and_then(|rest| rest.split(|&b| b == 0).next())
+                .map(String::from_utf8_lossy);
+            if let (Some(pid), Some(channel)) = (frame.body.first_chunk::<4>(), channel) {
+                write::notification(
+                    &mut self.to_client,
+                    u32::from_be_bytes(*pid),
+                    &channel,
+                    side::WITHHELD,
+                );
+                return;
+            }
+        }
         frame.write_to(&mut self.to_client);
     }
 
@@ -375,9 +396,18 @@ impl Session<'_> {
                 &r.message,
                 r.hint.as_deref(),
             ),
-            None => frame.write_to(&mut self.to_client),
+            None => self.forward_scrubbed(frame, fields),
         }
         Ok(())
+    }
+
+    /// Forwards an ErrorResponse or NoticeResponse, without the fields and messages that may
+    /// quote values on a masked database ([`side`]).
+    fn forward_scrubbed(&mut self, frame: Frame, fields: ErrorFields) {
+        match side::scrub_fields(&fields.fields).filter(|_| !self.catalog.is_empty()) {
+            Some(scrubbed) => write::fields(&mut self.to_client, frame.tag, &scrubbed),
+            None => frame.write_to(&mut self.to_client),
+        }
     }
 }
 

@@ -1,0 +1,120 @@
+//! Side channels: protected values leaving in messages other than DataRow, on a database with
+//! masked columns (PostgreSQL docs 55.8 "Error and Notice Message Fields", 55.7
+//! NotificationResponse).
+//!
+//! - ErrorResponse and NoticeResponse lose the fields that quote row values: `D` detail
+//!   ("Key (email)=(…) already exists", "Failing row contains (…)"), `W` where (PL/pgSQL context
+//!   with values), `q` internal query.
+//! - Their message `M` is withheld where its text may be a value: data exceptions (class 22,
+//!   `invalid input syntax for type integer: "…"` keeps the part before the value), and what
+//!   `RAISE` sends (classes 00, 01 and P0: user text that may hold anything a function read).
+//! - NotificationResponse payloads are withheld (a trigger or function may `pg_notify` any
+//!   value); the channel is kept.
+//!
+//! SQLSTATE, severity, hint and the rest pass, so clients still see what failed.
+
+/// Field codes removed from ErrorResponse and NoticeResponse.
+const VALUE_FIELDS: [u8; 3] = [b'D', b'W', b'q'];
+
+/// What replaces a payload or message withheld.
+pub const WITHHELD: &str = "(withheld by jitgate: it may carry a masked value)";
+
+/// The fields to send instead of `fields`, or `None` when nothing needs to change.
+pub fn scrub_fields(fields: &[(u8, String)]) -> Option<Vec<(u8, String)>> {
+    let sqlstate = fields
+        .iter()
+        .find(|(c, _)| *c == b'C')
+        .map_or("", |(_, v)| v.as_str());
+    let class = sqlstate.get(..2).unwrap_or("");
+    let withhold_message = matches!(class, "22" | "00" | "01" | "P0");
+    let changes = fields
+        .iter()
+        .any(|(c, _)| VALUE_FIELDS.contains(c) || (*c == b'M' && withhold_message));
+    if !changes {
+        return None;
+    }
+    Some(
+        fields
+            .iter()
+            .filter(|(c, _)| !VALUE_FIELDS.contains(c))
+            .map(|(c, v)| match c {
+                b'M' if class == "22" => (*c, message_before_value(v)),
+                b'M' if withhold_message => (*c, format!("{WITHHELD} (SQLSTATE {sqlstate})")),
+                _ => (*c, v.clone()),
+            })
+            .collect(),
+    )
+}
+
+/// A data exception's message without the value it quotes: PostgreSQL puts the value after the
+/// last `: ` (`invalid input syntax for type integer: "x"`); a message without one is withheld.
+fn message_before_value(message: &str) -> String {
+    match message.split_once(": ") {
+        Some((head, _)) => format!("{head}: {WITHHELD}"),
+        None => WITHHELD.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(code: &str, message: &str, detail: Option<&str>) -> Vec<(u8, String)> {
+        let mut f = vec![
+            (b'S', "ERROR".to_owned()),
+            (b'C', code.to_owned()),
+            (b'M', message.to_owned()),
+        ];
+        if let Some(d) = detail {
+            f.push((b'D', d.to_owned()));
+        }
+        f
+    }
+
+    #[test]
+    fn value_quoting_fields_and_messages_are_withheld() {
+        let unique = scrub_fields(&fields(
+            "23505",
+            "duplicate key value violates unique constraint \"customers_email_key\"",
+            Some("Key (email)=(ana.lima@example.com) already exists."),
+        ))
+        .expect("changed");
+        assert!(unique.iter().all(|(c, _)| *c != b'D'));
+        assert!(
+            unique
+                .iter()
+                .any(|(_, v)| v.contains("customers_email_key"))
+        );
+        let cast = scrub_fields(&fields(
+            "22P02",
+            "invalid input syntax for type integer: \"ana.lima@example.com\"",
+            None,
+        ))
+        .expect("changed");
+        let text: String = cast.iter().map(|(_, v)| v.as_str()).collect();
+        assert!(!text.contains("ana.lima"), "{text}");
+        assert!(
+            text.contains("invalid input syntax for type integer"),
+            "{text}"
+        );
+        for code in ["00000", "01000", "P0001"] {
+            let raised =
+                scrub_fields(&fields(code, "ana.lima@example.com", None)).expect("changed");
+            let text: String = raised.iter().map(|(_, v)| v.as_str()).collect();
+            assert!(!text.contains("ana.lima"), "{code}: {text}");
+            assert!(text.contains(code), "the SQLSTATE is named: {text}");
+        }
+    }
+
+    #[test]
+    fn messages_that_quote_no_values_pass_unchanged() {
+        assert_eq!(
+            scrub_fields(&fields("42501", "permission denied for table orders", None)),
+            None
+        );
+        assert_eq!(
+            scrub_fields(&fields("42P01", "relation \"nope\" does not exist", None)),
+            None
+        );
+    }
+}
