@@ -119,6 +119,11 @@ impl MaskCatalog {
             .insert(column.to_owned(), rule);
     }
 
+    /// Table OIDs with protected columns.
+    pub fn protected_oids(&self) -> std::collections::BTreeSet<u32> {
+        self.columns.keys().map(|(oid, _)| *oid).collect()
+    }
+
     /// Adds a resolved column.
     pub fn insert(&mut self, table_oid: u32, column: i16, strategy: MaskStrategy) {
         self.columns.insert((table_oid, column), strategy);
@@ -155,6 +160,7 @@ impl MaskCatalog {
                         strategy: mask.strategy.clone(),
                         expressions: mask.expressions,
                         predicates: mask.predicates,
+                        computed: false,
                     },
                 );
                 catalog

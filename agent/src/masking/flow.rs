@@ -58,6 +58,9 @@ pub struct MaskRule {
     pub expressions: OnExpression,
     /// Predicates.
     pub predicates: OnPredicate,
+    /// Set for a view column computed from protected columns ([`super::views`]): reading it
+    /// is reading a computed value.
+    pub computed: bool,
 }
 
 /// Why a statement cannot run as sent.
@@ -214,7 +217,8 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
             && origin
                 .sources
                 .iter()
-                .all(|s| matches!(s.part, Part::Column(_)));
+                .all(|s| matches!(s.part, Part::Column(_)))
+            && carried.iter().all(|r| !r.computed);
         if !plain && let Some(rule) = carried.iter().find(|r| r.expressions == OnExpression::Deny) {
             return Err(Refusal::Deny(format!(
                 "jitgate: output column {} is computed from protected column {}, and a computed \

@@ -13,6 +13,7 @@ pub mod key;
 pub mod plan;
 pub mod side;
 pub mod strategy;
+pub mod views;
 
 pub use catalog::MaskCatalog;
 pub use plan::MaskPlan;

@@ -337,6 +337,14 @@ async fn serve_inner(
         }
         None => MaskCatalog::default(),
     };
+    let mut round = catalog.protected_oids();
+    for _ in 0..crate::masking::views::ROUNDS {
+        let Some(sql) = crate::masking::views::dependents_query(&round) else {
+            break;
+        };
+        let rows = upstream::simple_query(&mut upstream, &sql).await?;
+        round = crate::masking::views::add(&mut catalog, &rows);
+    }
     if let Some(detectors) = &target.config.compiled_detectors {
         catalog.set_detectors(std::sync::Arc::clone(detectors));
     }

@@ -165,3 +165,39 @@ fn predicates_over_a_protected_column_follow_the_rule() {
         "unprotected predicates run: {stdout}"
     );
 }
+
+#[test]
+fn views_over_protected_columns_are_masked_and_their_computed_columns_refused() {
+    let Some(stack) = stack() else { return };
+    stack
+        .pg
+        .psql_superuser_in(
+            jitgate_tests::stack::SHOP_DB,
+            "CREATE VIEW customer_contacts AS \
+             SELECT id, name, email, lower(email) AS email_lower FROM customers; \
+             CREATE VIEW contacts_again AS SELECT id, email FROM customer_contacts; \
+             GRANT SELECT ON customer_contacts, contacts_again TO PUBLIC;",
+        )
+        .expect("views created");
+    let out = run_script(
+        stack.psql_command(true),
+        "SELECT id, name, email FROM customer_contacts ORDER BY id LIMIT 3;\n\
+         SELECT * FROM customer_contacts ORDER BY id LIMIT 3;\n\
+         SELECT email FROM contacts_again ORDER BY id LIMIT 3;\n\
+         SELECT email_lower FROM customer_contacts;\n\
+         SELECT 'v:' || name FROM customer_contacts ORDER BY id LIMIT 1;\n",
+    );
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(leaks(&stdout), None, "{stdout}");
+    assert_eq!(leaks(&stderr), None, "{stderr}");
+    assert!(
+        stderr.contains("computed from protected column public.customer_contacts.email_lower"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("ERROR").count(), 1, "{stderr}");
+    let masked = stdout.lines().filter(|l| l.contains("*@")).count();
+    assert_eq!(masked, 9, "{stdout}");
+    let first = &customers()[0];
+    assert!(stdout.contains(&format!("v:{}", first.name)), "{stdout}");
+}
