@@ -10,6 +10,9 @@ use crate::config::MaskConfig;
 use crate::policy::access::QualifiedName;
 use crate::policy::lineage::{Part, Source};
 
+/// A column as `(schema, table, column)`.
+pub type ColumnName = (String, String, String);
+
 /// Protected columns of one database: `(table OID, attnum)` → strategy.
 #[derive(Debug, Clone, Default)]
 pub struct MaskCatalog {
@@ -25,6 +28,9 @@ pub struct MaskCatalog {
     /// Rules by relation (`schema`, `relname`) and column name, for statement lineage
     /// ([`super::flow`]).
     rules: HashMap<(String, String), HashMap<String, MaskRule>>,
+    /// Where each configured column was resolved: `(schema, table, column)` → (table OID,
+    /// attnum, row type).
+    resolved: HashMap<ColumnName, (u32, i16, Option<u32>)>,
 }
 
 impl MaskCatalog {
@@ -119,6 +125,38 @@ impl MaskCatalog {
             .insert(column.to_owned(), rule);
     }
 
+    /// The configured columns resolved in this database, as `(schema, table, column)`.
+    pub fn configured_columns(&self) -> Vec<ColumnName> {
+        let mut columns: Vec<_> = self.resolved.keys().cloned().collect();
+        columns.sort();
+        columns
+    }
+
+    /// Stops masking a configured column (a policy permits `unmask` on it for this session).
+    pub fn unmask(&mut self, schema: &str, table: &str, column: &str) {
+        let key = (schema.to_owned(), table.to_owned(), column.to_owned());
+        let Some((oid, attnum, reltype)) = self.resolved.remove(&key) else {
+            return;
+        };
+        self.columns.remove(&(oid, attnum));
+        let relation = (key.0, key.1);
+        if let Some(rules) = self.rules.get_mut(&relation) {
+            rules.remove(column);
+            if rules.is_empty() {
+                self.rules.remove(&relation);
+                if let Some(reltype) = reltype {
+                    self.rowtypes.remove(&reltype);
+                }
+            }
+        }
+        if let Some(names) = self.names.get_mut(table) {
+            names.remove(column);
+            if names.is_empty() {
+                self.names.remove(table);
+            }
+        }
+    }
+
     /// Table OIDs with protected columns.
     pub fn protected_oids(&self) -> std::collections::BTreeSet<u32> {
         self.columns.keys().map(|(oid, _)| *oid).collect()
@@ -168,9 +206,14 @@ impl MaskCatalog {
                     .entry(table.clone())
                     .or_default()
                     .insert(column.clone());
-                if let Ok(reltype) = reltype.parse::<u32>() {
+                let reltype = reltype.parse::<u32>().ok();
+                if let Some(reltype) = reltype {
                     catalog.rowtypes.insert(reltype);
                 }
+                catalog.resolved.insert(
+                    (schema.clone(), table.clone(), column.clone()),
+                    (oid, attnum, reltype),
+                );
             }
         }
         catalog
@@ -256,5 +299,11 @@ mod tests {
         assert_eq!(names(&["public.customers"]), vec!["email"]);
         assert_eq!(names(&["other.customers", "orders"]), vec!["email"]);
         assert!(names(&["orders"]).is_empty());
+        let mut c = c;
+        assert_eq!(c.configured_columns().len(), 1);
+        c.unmask("public", "customers", "email");
+        assert_eq!(c.get(16390, 3), None, "unmasked for this session");
+        assert!(!c.has_rules() && !c.is_protected_rowtype(16392));
+        assert!(c.protected_columns_of(["public.customers"]).is_empty());
     }
 }

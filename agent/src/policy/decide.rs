@@ -24,6 +24,7 @@ use super::engine::{ApprovalMode, PolicyEngine, PolicyError, PolicyRef, Verdict}
 use super::entities::{self, EntityBuilder};
 use super::{Analysis, StatementKind};
 use crate::identity::WorkloadIdentity;
+use crate::masking::catalog::ColumnName;
 
 /// Why a query string was denied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +216,30 @@ impl SessionPolicy {
             Ok(self.engine.authorize(&request, &entities).allowed)
         };
         run().unwrap_or(false)
+    }
+
+    /// The protected columns (`(schema, table, column)`) a policy lets this session read
+    /// unmasked (`unmask` on `Column::"schema.table.column"`). A policy error unmasks nothing.
+    pub fn unmasked(&self, columns: &[ColumnName]) -> Vec<ColumnName> {
+        let run = || -> Result<Vec<ColumnName>, PolicyError> {
+            let mut builder = self.builder();
+            let ids: Vec<String> = columns
+                .iter()
+                .map(|(s, t, c)| builder.column(&self.facts.target, &self.facts.database, s, t, c))
+                .collect();
+            let entities = builder.build()?;
+            let context = self.context(false, &BTreeSet::new(), &BTreeSet::new(), 0);
+            let mut permitted = Vec::new();
+            for (id, column) in ids.iter().zip(columns) {
+                let resource = entities::uid("Column", id)?;
+                let request = entities::request(&self.principal, "unmask", &resource, &context)?;
+                if self.engine.authorize(&request, &entities).allowed {
+                    permitted.push(column.clone());
+                }
+            }
+            Ok(permitted)
+        };
+        run().unwrap_or_default()
     }
 
     fn builder(&self) -> EntityBuilder {

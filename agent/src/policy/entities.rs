@@ -140,6 +140,26 @@ impl EntityBuilder {
         id
     }
 
+    /// Adds protected column `schema.table.column` (and its table); returns its id.
+    pub fn column(
+        &mut self,
+        target: &str,
+        database: &str,
+        schema: &str,
+        table: &str,
+        name: &str,
+    ) -> String {
+        let table_id = self.table(target, database, schema, table);
+        let id = format!("{schema}.{table}.{name}");
+        self.insert(
+            "Column",
+            &id,
+            json!({"target": target, "database": database, "schema": schema, "table": table, "name": name}),
+            &[("Table", &table_id)],
+        );
+        id
+    }
+
     /// Adds function `schema.name` (or `name` when `schema` is empty); returns its id.
     pub fn function(
         &mut self,

@@ -34,6 +34,10 @@ unless { context.approved };
 forbid(principal, action == Jitgate::Action::"delete", resource)
 unless { context.approved };
 
+@id("release-sees-email")
+permit(principal, action == Jitgate::Action::"unmask", resource == Jitgate::Column::"public.customers.email")
+when { principal has ref && principal.ref == "refs/heads/release" };
+
 @id("main-branch-auto")
 permit(principal, action == Jitgate::Action::"approve", resource)
 when { principal has ref && principal.ref == "refs/heads/main" };
@@ -235,4 +239,29 @@ fn fast_path_calls_are_function_resources() {
         Decision::Deny(d) => assert_eq!(d.rule, "no-dangerous"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn unmask_is_permitted_per_identity_and_column_and_not_by_the_statement_baseline() {
+    let columns = vec![
+        (
+            "public".to_owned(),
+            "customers".to_owned(),
+            "email".to_owned(),
+        ),
+        (
+            "public".to_owned(),
+            "customers".to_owned(),
+            "card_number".to_owned(),
+        ),
+    ];
+    let release = session(
+        json!({"iss": "https://issuer", "sub": "repo:shop", "aud": ["jitgate"],
+        "ref": "refs/heads/release"}),
+    );
+    assert_eq!(release.unmasked(&columns), vec![columns[0].clone()]);
+    assert!(
+        ci().unmasked(&columns).is_empty(),
+        "permit on `statement` does not unmask"
+    );
 }

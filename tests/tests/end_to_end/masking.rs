@@ -191,3 +191,32 @@ fn content_detectors_mask_values_of_columns_no_rule_names() {
         );
     }
 }
+
+#[test]
+fn a_policy_permitting_unmask_shows_that_column_real_and_keeps_the_others_masked() {
+    let Some(stack) = stack_with(StackOptions {
+        policy: format!(
+            "{}\n@id(\"ops-sees-email\")\npermit(principal, action == Jitgate::Action::\"unmask\", \
+             resource == Jitgate::Column::\"public.customers.email\");\n",
+            jitgate_tests::stack::stack_policy()
+        ),
+        ..StackOptions::default()
+    }) else {
+        return;
+    };
+    let out = stack
+        .psql(
+            "SELECT email, card_number, lower(email) FROM customers ORDER BY id",
+            true,
+        )
+        .expect("psql runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = text(&out.stdout);
+    for (line, customer) in stdout.lines().zip(customers()) {
+        let cols: Vec<&str> = line.split('|').collect();
+        assert_eq!(cols[0], customer.email, "unmasked by policy: {line}");
+        assert_eq!(cols[2], customer.email.to_lowercase(), "{line}");
+        assert_ne!(cols[1], customer.card_number, "still masked: {line}");
+    }
+    assert_eq!(stdout.lines().count(), customers().len(), "{stdout}");
+}
