@@ -112,6 +112,18 @@ impl MaskCatalog {
         found
     }
 
+    /// The protected columns of the relations `name` may mean, as (0-based position, strategy),
+    /// or `None` when a position is not known.
+    pub fn positions_of(&self, name: &QualifiedName) -> Option<Vec<(usize, MaskStrategy)>> {
+        let mut found = Vec::new();
+        for columns in self.relations(name) {
+            for rule in columns.values() {
+                found.push((rule.position?.checked_sub(1)?, rule.strategy.clone()));
+            }
+        }
+        Some(found)
+    }
+
     /// Whether `name` may be a relation with protected columns.
     pub fn protects_relation(&self, name: &QualifiedName) -> bool {
         !self.relations(name).is_empty()
@@ -172,14 +184,16 @@ impl MaskCatalog {
     pub fn from_rows(masks: &[MaskConfig], rows: &[Vec<Option<String>>]) -> Self {
         let mut catalog = Self::default();
         for row in rows {
-            let [
-                Some(schema),
-                Some(table),
-                Some(column),
-                Some(oid),
-                Some(attnum),
-                Some(reltype),
-            ] = &row[..]
+            let Some(
+                [
+                    Some(schema),
+                    Some(table),
+                    Some(column),
+                    Some(oid),
+                    Some(attnum),
+                    Some(reltype),
+                ],
+            ) = row.get(..6)
             else {
                 continue;
             };
@@ -199,6 +213,7 @@ impl MaskCatalog {
                         expressions: mask.expressions,
                         predicates: mask.predicates,
                         computed: false,
+                        position: row.get(6).and_then(|p| p.as_deref()?.parse().ok()),
                     },
                 );
                 catalog
@@ -226,7 +241,8 @@ fn literal(s: &str) -> String {
 }
 
 /// The catalog query for `masks`, or `None` when there is nothing to resolve. Returns columns
-/// `nspname, relname, attname, oid, attnum, reltype` as text.
+/// `nspname, relname, attname, oid, attnum, reltype, position` as text (position: among the
+/// table's columns, dropped ones not counted).
 pub fn resolve_query(masks: &[MaskConfig]) -> Option<String> {
     let tuples: Vec<String> = masks
         .iter()
@@ -241,7 +257,9 @@ pub fn resolve_query(masks: &[MaskConfig]) -> Option<String> {
     }
     Some(format!(
         "SELECT n.nspname::text, c.relname::text, a.attname::text, c.oid::text, a.attnum::text, \
-         c.reltype::text \
+         c.reltype::text, \
+         (SELECT count(*) FROM pg_catalog.pg_attribute b WHERE b.attrelid = c.oid \
+         AND b.attnum > 0 AND NOT b.attisdropped AND b.attnum <= a.attnum)::text \
          FROM pg_catalog.pg_attribute a \
          JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \

@@ -61,6 +61,9 @@ pub struct MaskRule {
     /// Set for a view column computed from protected columns ([`super::views`]): reading it
     /// is reading a computed value.
     pub computed: bool,
+    /// The column's position (1-based) among its relation's columns, as `*` and `COPY table`
+    /// list them, when known.
+    pub position: Option<usize>,
 }
 
 /// Why a statement cannot run as sent.
@@ -190,10 +193,29 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
     for (index, output) in lineage.outputs.iter().enumerate() {
         let origin = match output {
             Output::Star(relation) => {
-                if lineage.copy_out && catalog.protects_relation(relation) {
-                    return Err(copy_refusal(&format!(
-                        "{relation}, which has protected columns,"
-                    )));
+                if lineage.copy.is_some() && catalog.protects_relation(relation) {
+                    // COPY data has no RowDescription: the table's protected columns are
+                    // placed by their positions, which only a last `*` keeps.
+                    let positions = catalog.positions_of(relation);
+                    match positions {
+                        Some(positions)
+                            if positions_known && index + 1 == lineage.outputs.len() =>
+                        {
+                            for (position, strategy) in positions {
+                                let at = index + position;
+                                if overlay.placed.len() <= at {
+                                    overlay.placed.resize(at + 1, None);
+                                }
+                                overlay.placed[at] = Some(strategy);
+                            }
+                        }
+                        _ => {
+                            return Err(copy_refusal(&format!(
+                                "{relation}, which has protected columns, with other columns \
+                                 after it"
+                            )));
+                        }
+                    }
                 }
                 positions_known = false;
                 continue;
@@ -206,12 +228,6 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
                 overlay.placed.push(None);
             }
             continue;
-        }
-        if lineage.copy_out {
-            return Err(copy_refusal(&format!(
-                "protected column {}",
-                names(&carried)
-            )));
         }
         let plain = origin.direct
             && origin

@@ -23,7 +23,7 @@ fn catalog(expressions: OnExpression, predicates: OnPredicate) -> MaskCatalog {
     let rows: Vec<Vec<Option<String>>> = [("email", "3"), ("card_number", "4")]
         .iter()
         .map(|(c, n)| {
-            ["public", "customers", c, "16390", n, "16392"]
+            ["public", "customers", c, "16390", n, "16392", n]
                 .map(|v| Some(v.to_owned()))
                 .to_vec()
         })
@@ -115,23 +115,37 @@ fn predicates_follow_the_rule_setting() {
 }
 
 #[test]
-fn storing_protected_values_outside_protected_columns_and_copy_out_are_refused() {
-    let c = catalog(OnExpression::Mask, OnPredicate::Allow);
+fn storing_protected_values_outside_protected_columns_and_unplaceable_copy_are_refused() {
+    let c = catalog(OnExpression::Deny, OnPredicate::Allow);
     for sql in [
         "INSERT INTO scratch SELECT email FROM customers",
         "UPDATE customers SET name = email",
         "CREATE TABLE t AS SELECT card_number FROM customers",
         "SELECT email INTO t FROM customers",
-        "COPY customers TO STDOUT",
-        "COPY (SELECT email FROM customers) TO STDOUT",
+        "COPY (SELECT *, 1 FROM customers) TO STDOUT",
+        "COPY (SELECT lower(email) FROM customers) TO STDOUT",
     ] {
         assert!(denied(&check_sql(&c, sql)), "{sql}");
     }
     for sql in [
         "UPDATE customers SET email = lower(email) WHERE id = 1",
         "COPY orders TO STDOUT",
+        "COPY (SELECT email FROM customers) TO STDOUT",
         "INSERT INTO orders (customer_id, total_cents, created_at) SELECT id, 1, now() FROM customers",
     ] {
         assert!(check_sql(&c, sql).is_ok(), "{sql}");
     }
+}
+
+#[test]
+fn copy_of_a_table_places_its_protected_columns_by_position() {
+    let c = catalog(OnExpression::Deny, OnPredicate::Allow);
+    let overlay = check_sql(&c, "COPY public.customers TO STDOUT (FORMAT csv)").expect("masked");
+    assert_eq!(overlay.placed.len(), 4);
+    assert_eq!(
+        overlay.placed[2],
+        Some(MaskStrategy::Redact { text: "***".into() })
+    );
+    assert_eq!(overlay.placed[3], Some(MaskStrategy::Null));
+    assert!(overlay.placed[0].is_none() && overlay.placed[1].is_none());
 }

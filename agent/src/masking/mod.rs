@@ -7,6 +7,7 @@
 
 pub mod card;
 pub mod catalog;
+pub mod copy;
 pub mod detect;
 pub mod flow;
 pub mod key;

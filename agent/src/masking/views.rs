@@ -93,6 +93,7 @@ pub fn add(
                 expressions: OnExpression::Deny,
                 predicates: super::flow::OnPredicate::Allow,
                 computed: true,
+                position: None,
             }],
         };
         let Some(first) = rules.first() else { continue };
@@ -112,6 +113,7 @@ pub fn add(
             },
             predicates: first.predicates,
             computed,
+            position: usize::try_from(attnum_n).ok(),
         };
         catalog.insert(oid_n, attnum_n, strategy);
         catalog.insert_rule(schema, view, attname, rule);

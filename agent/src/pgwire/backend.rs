@@ -45,6 +45,10 @@ pub const PORTAL_SUSPENDED_TAG: u8 = b's';
 pub const COPY_IN_RESPONSE_TAG: u8 = b'G';
 /// CopyOutResponse.
 pub const COPY_OUT_RESPONSE_TAG: u8 = b'H';
+/// CopyData (both directions).
+pub const COPY_DATA_TAG: u8 = b'd';
+/// CopyDone (both directions).
+pub const COPY_DONE_TAG: u8 = b'c';
 /// CopyBothResponse.
 pub const COPY_BOTH_RESPONSE_TAG: u8 = b'W';
 /// NegotiateProtocolVersion.

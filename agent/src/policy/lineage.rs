@@ -99,8 +99,8 @@ pub struct Lineage {
     pub prepares: Option<String>,
     /// `EXECUTE name`: the SQL-level prepared statement whose rows this statement returns.
     pub executes: Option<String>,
-    /// `COPY … TO`: the outputs are sent as COPY data, not DataRows.
-    pub copy_out: bool,
+    /// `COPY … TO`: the outputs are sent as COPY data in this format, not as DataRows.
+    pub copy: Option<crate::masking::copy::CopyFormat>,
 }
 
 impl Lineage {
@@ -1048,7 +1048,9 @@ fn copy(body: &Value, scope: &Scope<'_>, acc: &mut Lineage) -> Vec<Output> {
     if body.get("is_from").and_then(Value::as_bool) == Some(true) {
         return Vec::new();
     }
-    acc.copy_out = true;
+    acc.copy = Some(crate::masking::copy::CopyFormat::from_options(list(
+        body, "options",
+    )));
     if let Some(q) = body.get("query").filter(|q| !q.is_null()) {
         return statement(q, scope, acc);
     }

@@ -175,7 +175,7 @@ fn cursors_and_copy_carry_their_query_lineage() {
     assert!(matches!(&l.outputs[0], Output::Column(o) if !o.direct));
     assert_eq!(lineage("FETCH 2 FROM k").fetches.as_deref(), Some("k"));
     let l = lineage("COPY (SELECT email FROM customers) TO STDOUT");
-    assert!(l.copy_out);
+    assert!(l.copy.is_some());
     assert!(matches!(&l.outputs[0], Output::Column(o) if o.direct));
     let l = lineage("COPY customers (name, email) TO STDOUT");
     assert_eq!(l.outputs.len(), 2);

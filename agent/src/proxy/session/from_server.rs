@@ -95,7 +95,19 @@ impl Session<'_> {
                 }
                 frame.write_to(&mut self.to_client);
             }
-            be::ERROR_RESPONSE_TAG => self.on_error(frame)?,
+            be::COPY_OUT_RESPONSE_TAG => {
+                self.copy_out = self.copy_masker();
+                frame.write_to(&mut self.to_client);
+            }
+            be::COPY_DATA_TAG if self.copy_out.is_some() => self.on_copy_data(&frame)?,
+            be::COPY_DONE_TAG => {
+                self.copy_out = None;
+                frame.write_to(&mut self.to_client);
+            }
+            be::ERROR_RESPONSE_TAG => {
+                self.copy_out = None;
+                self.on_error(frame)?;
+            }
             be::NOTICE_RESPONSE_TAG if !self.catalog.is_empty() => {
                 let fields = ErrorFields::parse(&frame.body, "NoticeResponse").map_err(upstream)?;
                 self.forward_scrubbed(frame, fields);
@@ -136,6 +148,21 @@ impl Session<'_> {
             // ParameterDescription, NoticeResponse, NotificationResponse, ParameterStatus,
             // Copy*Response, CopyData, CopyDone: passed through.
             _ => frame.write_to(&mut self.to_client),
+        }
+        Ok(())
+    }
+
+    /// A row of `COPY … TO` data, masked ([`crate::masking::copy`]).
+    fn on_copy_data(&mut self, frame: &Frame) -> Result<(), ProxyError> {
+        let Some(masker) = self.copy_out.as_mut() else {
+            frame.write_to(&mut self.to_client);
+            return Ok(());
+        };
+        let masked = masker
+            .apply(&frame.body, &mut self.to_client)
+            .map_err(ProxyError::Upstream)?;
+        if let Some(Pending::Query(exec) | Pending::Execute(exec)) = self.pending.front_mut() {
+            exec.masked += masked;
         }
         Ok(())
     }

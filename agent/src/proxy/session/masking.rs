@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use super::Session;
 use crate::masking::MaskStrategy;
+use crate::masking::copy::CopyMasker;
 use crate::masking::flow::{self, Overlay, Refusal};
 use crate::policy::catalogue::DYNAMIC_SQL;
 use crate::policy::decide::DEFAULT_GRANT_TTL;
@@ -119,12 +120,46 @@ impl Session<'_> {
         })
     }
 
+    /// The masker for the COPY data the server starts sending (CopyOutResponse), if the
+    /// statement's lineage masks any of its columns.
+    pub(super) fn copy_masker(&self) -> Option<CopyMasker> {
+        if !self.catalog.has_rules() {
+            return None;
+        }
+        let lineage = self.current_lineage()?;
+        let format = lineage.copy.clone()?;
+        match flow::check(&self.catalog, lineage) {
+            Ok(overlay) if overlay.unplaced.is_some() => {
+                Some(CopyMasker::every(format, MaskStrategy::Null))
+            }
+            Ok(overlay) if overlay.is_empty() => None,
+            Ok(overlay) => Some(CopyMasker::new(
+                format,
+                overlay
+                    .placed
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| Some((i, s?)))
+                    .collect(),
+            )),
+            Err(_) => Some(CopyMasker::every(format, MaskStrategy::Null)),
+        }
+    }
+
     /// The lineage masks for the result the server describes next: the current statement of a
     /// simple Query, or the Execute an injected Describe was sent for.
     pub(super) fn overlay_for_result(&self) -> Overlay {
         if !self.catalog.has_rules() {
             return Overlay::default();
         }
+        match self.current_lineage() {
+            Some(lineage) => self.named_overlays.of(&self.catalog, lineage),
+            None => unknown(),
+        }
+    }
+
+    /// The lineage of the statement the server is answering.
+    fn current_lineage(&self) -> Option<&Lineage> {
         let (analysis, index) = match self.pending.front() {
             Some(Pending::Query(exec)) => {
                 let multi = exec.analysis.as_ref().is_some_and(|a| !a.parts.is_empty());
@@ -137,11 +172,9 @@ impl Session<'_> {
                 Some(Pending::Execute(e)) => (e.analysis.as_ref(), 0),
                 _ => (None, 0),
             },
-            _ => return Overlay::default(),
+            Some(Pending::Execute(e)) => (e.analysis.as_ref(), 0),
+            _ => (None, 0),
         };
-        match analysis.and_then(|a| a.lineage.get(index)) {
-            Some(lineage) => self.named_overlays.of(&self.catalog, lineage),
-            None => unknown(),
-        }
+        analysis.and_then(|a| a.lineage.get(index))
     }
 }

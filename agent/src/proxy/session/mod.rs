@@ -144,6 +144,8 @@ pub struct Session<'a> {
     /// Lineage masks of this session's cursors and SQL-level prepared statements, for the rows
     /// `FETCH` and `EXECUTE` return ([`masking`]).
     named_overlays: masking::NamedOverlays,
+    /// Masks the COPY data of the `COPY … TO` being answered ([`crate::masking::copy`]).
+    copy_out: Option<crate::masking::copy::CopyMasker>,
     /// Statements decided.
     pub statements_seen: u64,
     /// Statements refused.
@@ -191,6 +193,7 @@ impl<'a> Session<'a> {
             resolved: None,
             approval_base: None,
             named_overlays: masking::NamedOverlays::default(),
+            copy_out: None,
             statements_seen: 0,
             statements_denied: 0,
         }
