@@ -14,6 +14,7 @@ mod credentials;
 mod discovery;
 mod identity;
 mod masking;
+mod masking_corpus;
 mod pid_reuse;
 mod policy;
 mod policy_corpus;
