@@ -88,23 +88,25 @@ def psql_script(entry):
 
 
 def psql_errors(stderr):
-    """ERROR lines of verbose psql output: `ERROR:  SQLSTATE: message`."""
+    """ERROR lines of verbose psql output: `psql:<stdin>:N: ERROR:  SQLSTATE: message`."""
     errors = []
     for line in stderr.splitlines():
-        if line.startswith("ERROR:  "):
-            rest = line[len("ERROR:  "):]
-            code, _, message = rest.partition(": ")
-            if len(code) == 5:
-                errors.append({"sqlstate": code, "message": message})
-            else:
-                errors.append({"sqlstate": None, "message": rest})
+        _, marker, rest = line.partition("ERROR:  ")
+        if not marker:
+            continue
+        code, _, message = rest.partition(": ")
+        if len(code) == 5:
+            errors.append({"sqlstate": code, "message": message})
+        else:
+            errors.append({"sqlstate": None, "message": rest})
     return errors
 
 
 def run_psql(entry, host, port, db, user):
     result = new_result(entry)
     script = psql_script(entry)
-    command = ["psql", "-X", "-w", "-A", "-t", "-h", host, "-p", port, "-d", db, "-U", user, "-f", "-"]
+    command = ["psql", "-X", "-w", "-q", "-A", "-t", "-h", host, "-p", port, "-d", db, "-U", user,
+               "-f", "-"]
     try:
         done = subprocess.run(command, input=script.encode(), capture_output=True, timeout=60)
     except subprocess.TimeoutExpired as exc:
@@ -112,17 +114,19 @@ def run_psql(entry, host, port, db, user):
         return result
     stdout, stderr = decoded(done.stdout), decoded(done.stderr)
     errors = psql_errors(stderr)
-    rows = [line.split("|") for line in stdout.splitlines()
-            if line and not line.startswith("Asynchronous notification")]
-    result["steps"].append({
-        "sql": script, "rows": rows, "stdout": stdout, "stderr": stderr,
-        "error": errors[0] if errors else None, "errors": errors,
-        "status": f"exit {done.returncode}",
-    })
+    notification = "Asynchronous notification"
+    # stdout is the rows (or the COPY data) and the notifications psql prints.
+    data = "".join(line for line in stdout.splitlines(keepends=True) if not line.startswith(notification))
+    step = {"sql": script, "rows": None, "stderr": stderr, "error": errors[0] if errors else None,
+            "errors": errors, "status": f"exit {done.returncode}"}
+    if entry.get("via") == "copy":
+        step["copy"] = data
+    else:
+        step["rows"] = [line.split("|") for line in data.splitlines() if line]
+    result["steps"].append(step)
     result["notices"] = [{"line": line} for line in stderr.splitlines()
-                         if line.startswith(("NOTICE:", "WARNING:", "INFO:"))]
-    result["notifications"] = [{"line": line} for line in stdout.splitlines()
-                               if line.startswith("Asynchronous notification")]
+                         if any(f"{level}:  " in line for level in ("NOTICE", "WARNING", "INFO"))]
+    result["notifications"] = [{"line": line} for line in stdout.splitlines() if line.startswith(notification)]
     if done.returncode not in (0, 1, 3):
         result["client_error"] = f"psql exited {done.returncode}"
     return result
