@@ -76,6 +76,9 @@ def psql_script(entry):
         # psql reads a SELECT through a cursor, FETCH_COUNT rows at a time.
         lines.append(f"\\set FETCH_COUNT {PORTAL_ROWS}")
         lines += [s + ";" for s in statements(entry)]
+    elif via == "simple":
+        # `\;` keeps psql from splitting: the statements go in one Query message.
+        lines.append(" \\; ".join(statements(entry)) + ";")
     elif via == "prepared_twice":
         lines.append(f"PREPARE corpus_twice AS {statements(entry)[0]};")
         lines += ["EXECUTE corpus_twice;", "EXECUTE corpus_twice;"]
@@ -200,6 +203,21 @@ def run_psycopg(entry, dsn, binary):
                         step["rows"] = [[cell(v, binary) for v in row] for row in rows]
             psycopg_step(result, sql, action)
 
+        def simple(sql):
+            def action(step):
+                # A client-side-binding cursor sends the statements in one simple Query
+                # (results in text format, whatever the client's format otherwise).
+                cur = psycopg.ClientCursor(conn)
+                cur.execute(sql)
+                rows = []
+                while True:
+                    if cur.description is not None:
+                        rows += [[cell(v, False) for v in row] for row in cur.fetchall()]
+                    if not cur.nextset():
+                        break
+                step["rows"] = rows
+            psycopg_step(result, sql, action)
+
         def copy_out(sql):
             def action(step):
                 with conn.cursor() as cur:
@@ -212,6 +230,8 @@ def run_psycopg(entry, dsn, binary):
                 copy_out(copy_statement(entry))
             elif via == "portal":
                 portal(statements(entry)[0])
+            elif via == "simple":
+                simple("; ".join(statements(entry)))
             elif via == "prepared_twice":
                 query(statements(entry)[0], prepare=True)
                 query(statements(entry)[0], prepare=True)
@@ -294,6 +314,14 @@ async def run_asyncpg_entry(entry, host, port, db, user):
                             break
                         rows += [record(r) for r in chunk]
                 step["rows"] = rows
+            await asyncpg_step(result, sql, action)
+        elif via == "simple":
+            sql = "; ".join(statements(entry))
+
+            async def action(step):
+                # Without arguments execute() sends one simple Query; asyncpg returns only the
+                # last command's status, never the rows.
+                step["status"] = await conn.execute(sql)
             await asyncpg_step(result, sql, action)
         elif via == "prepared_twice":
             sql = statements(entry)[0]

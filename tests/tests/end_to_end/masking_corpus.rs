@@ -293,12 +293,15 @@ fn check(client: &str, corpus: &Value, results: &[Value]) {
         if control {
             let mut texts = Vec::new();
             leaves(result, "", &mut texts);
+            // The one client whose API hides a control's rows is named by it (asyncpg's
+            // `execute` returns no rows of a simple Query); errors still count for it.
+            let rows_hidden = entry["rows_hidden_by"] == client;
             let missing: Vec<&str> = entry["expect"]
                 .as_array()
                 .expect("a control's expect")
                 .iter()
                 .filter_map(Value::as_str)
-                .filter(|want| !texts.iter().any(|(_, t)| t.contains(want)))
+                .filter(|want| !rows_hidden && !texts.iter().any(|(_, t)| t.contains(want)))
                 .collect();
             if !errors.is_empty() || client_error.is_some() || !missing.is_empty() {
                 failures.push(format!(

@@ -6,7 +6,8 @@
 //! floats, numeric, arrays of text and integers, jsonb) or else shown as lossy UTF-8, so text
 //! inside records and bytea stays visible. The connection is polled by hand so notices,
 //! notifications and the reported `application_name` are kept. Portals are read `PORTAL_ROWS`
-//! rows at a time (`query_portal`), COPY with `copy_out`.
+//! rows at a time (`query_portal`), COPY with `copy_out`, several statements in one Query with
+//! `simple_query` (text results).
 
 use std::error::Error;
 use std::pin::pin;
@@ -17,7 +18,7 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio_postgres::error::DbError;
 use tokio_postgres::types::{FromSql, Type};
-use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Row, SimpleQueryMessage};
 
 const PORTAL_ROWS: i32 = 2;
 
@@ -110,6 +111,7 @@ async fn entry_result(config: &str, entry: &Value) -> Value {
         "copy" => steps.push(copy_out(&client, &copy_statement(&entry["copy"])).await),
         "portal" => steps.push(portal(&mut client, statements[0]).await),
         "prepared_twice" => steps.extend(prepared_twice(&client, statements[0]).await),
+        "simple" => steps.push(simple(&client, &statements.join("; ")).await),
         _ => {
             for sql in statements {
                 steps.push(query(&client, sql).await);
@@ -154,6 +156,25 @@ fn step(sql: &str, outcome: Result<Vec<Row>, tokio_postgres::Error>) -> Value {
 
 async fn query(client: &Client, sql: &str) -> Value {
     step(sql, client.query(sql, &[]).await)
+}
+
+/// The statements in one simple-protocol Query (text results).
+async fn simple(client: &Client, sql: &str) -> Value {
+    match client.simple_query(sql).await {
+        Ok(messages) => {
+            let rows: Vec<Vec<Option<&str>>> = messages
+                .iter()
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => {
+                        Some((0..row.len()).map(|i| row.get(i)).collect())
+                    }
+                    _ => None,
+                })
+                .collect();
+            json!({"sql": sql, "rows": rows, "error": null})
+        }
+        Err(e) => json!({"sql": sql, "rows": null, "error": error(&e)}),
+    }
 }
 
 async fn prepared_twice(client: &Client, sql: &str) -> Vec<Value> {
