@@ -11,9 +11,15 @@
 //! `jitgate-pg-client HOST PORT DB --params SQL VALUE...` runs one statement with its `$n`
 //! parameters bound to the text VALUEs (`env:NAME`: the value of the variable NAME).
 //!
+//! `jitgate-pg-client HOST PORT DB --corpus FILE` runs every entry of the masking corpus FILE
+//! (`tests/python/masking_corpus.json`), each on a fresh connection, and prints one JSON object
+//! per entry with everything the driver received (see [`corpus`]).
+//!
 //! `jitgate-pg-client --scenario NAME CONNSTR` runs one conformance scenario (see
 //! [`scenarios`]) against a libpq keyword connection string and prints its transcript.
 
+#[path = "jitgate-pg-client/corpus.rs"]
+mod corpus;
 #[path = "jitgate-pg-client/scenarios.rs"]
 mod scenarios;
 
@@ -54,6 +60,11 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("usage: jitgate-pg-client HOST PORT DB SQL...");
     };
     let config = format!("host={host} port={port} dbname={db} user=ci connect_timeout=10");
+    if let [flag, path] = statements
+        && flag == "--corpus"
+    {
+        return corpus::run(&config, path).await;
+    }
     let (client, connection) = tokio_postgres::connect(&config, NoTls)
         .await
         .context("connecting")?;

@@ -15,6 +15,7 @@ mod discovery;
 mod identity;
 mod masking;
 mod masking_lineage;
+mod masking_corpus;
 mod pid_reuse;
 mod policy;
 mod policy_corpus;
