@@ -10,6 +10,9 @@ use crate::config::MaskConfig;
 use crate::policy::access::QualifiedName;
 use crate::policy::lineage::{Part, Source};
 
+/// A relation as `(schema, relname)`.
+pub type RelationName = (String, String);
+
 /// A column as `(schema, table, column)`.
 pub type ColumnName = (String, String, String);
 
@@ -31,6 +34,8 @@ pub struct MaskCatalog {
     /// Where each configured column was resolved: `(schema, table, column)` → (table OID,
     /// attnum, row type).
     resolved: HashMap<ColumnName, (u32, i16, Option<u32>)>,
+    /// Functions whose bodies read protected relations: name → (schema, relations read).
+    functions: HashMap<String, Vec<(String, Vec<RelationName>)>>,
 }
 
 impl MaskCatalog {
@@ -100,13 +105,50 @@ impl MaskCatalog {
             .collect()
     }
 
-    /// The rules a lineage source names (a column, some column, or a whole row).
+    /// The relations with rules, as `(schema, relname)`.
+    pub fn protected_relations(&self) -> Vec<RelationName> {
+        self.rules.keys().cloned().collect()
+    }
+
+    /// Notes that function `schema.name` reads `relations` ([`super::functions`]).
+    pub fn add_function(&mut self, schema: &str, name: &str, relations: Vec<RelationName>) {
+        self.functions
+            .entry(name.to_owned())
+            .or_default()
+            .push((schema.to_owned(), relations));
+    }
+
+    /// The names of functions noted as reading protected relations.
+    pub fn function_names(&self) -> Vec<String> {
+        self.functions.keys().cloned().collect()
+    }
+
+    /// The rules a lineage source names (a column, some column, a whole row, or what a
+    /// function reads).
     pub fn rules_of(&self, source: &Source) -> Vec<&MaskRule> {
         let mut found = Vec::new();
+        if source.part == Part::Call {
+            let name = &source.relation;
+            for (schema, relations) in self.functions.get(&name.name).into_iter().flatten() {
+                if name.schema.as_ref().is_some_and(|s| s != schema) {
+                    continue;
+                }
+                for relation in relations {
+                    found.extend(
+                        self.rules
+                            .get(relation)
+                            .into_iter()
+                            .flat_map(|c| c.values()),
+                    );
+                }
+            }
+            return found;
+        }
         for columns in self.relations(&source.relation) {
             match &source.part {
                 Part::Column(c) => found.extend(columns.get(c)),
                 Part::AnyColumn | Part::WholeRow => found.extend(columns.values()),
+                Part::Call => {}
             }
         }
         found

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod copy;
 pub mod detect;
 pub mod flow;
+pub mod functions;
 pub mod key;
 pub mod plan;
 pub mod side;

@@ -7,7 +7,8 @@
 //!   with values), `q` internal query.
 //! - Their message `M` is withheld where its text may be a value: data exceptions (class 22,
 //!   `invalid input syntax for type integer: "…"` keeps the part before the value), and what
-//!   `RAISE` sends (classes 00, 01 and P0: user text that may hold anything a function read).
+//!   `RAISE` sends (classes 00, 01 and P0: user text that may hold anything a function read;
+//!   its hint and object-name fields go too).
 //! - NotificationResponse payloads are withheld (a trigger or function may `pg_notify` any
 //!   value); the channel is kept.
 //!
@@ -15,6 +16,9 @@
 
 /// Field codes removed from ErrorResponse and NoticeResponse.
 const VALUE_FIELDS: [u8; 3] = [b'D', b'W', b'q'];
+
+/// Fields kept from a message whose text is withheld.
+const RAISE_KEPT: [u8; 8] = [b'S', b'V', b'C', b'M', b'P', b'F', b'L', b'R'];
 
 /// What replaces a payload or message withheld.
 pub const WITHHELD: &str = "(withheld by jitgate: it may carry a masked value)";
@@ -37,6 +41,9 @@ pub fn scrub_fields(fields: &[(u8, String)]) -> Option<Vec<(u8, String)>> {
         fields
             .iter()
             .filter(|(c, _)| !VALUE_FIELDS.contains(c))
+            // What RAISE sends is user text in every field it sets (HINT, COLUMN, TABLE…): only
+            // severity, SQLSTATE, the withheld message and source position remain.
+            .filter(|(c, _)| !withhold_message || RAISE_KEPT.contains(c))
             .map(|(c, v)| match c {
                 b'M' if class == "22" => (*c, message_before_value(v)),
                 b'M' if withhold_message => (*c, format!("{WITHHELD} (SQLSTATE {sqlstate})")),
@@ -98,10 +105,12 @@ mod tests {
             "{text}"
         );
         for code in ["00000", "01000", "P0001"] {
-            let raised =
-                scrub_fields(&fields(code, "ana.lima@example.com", None)).expect("changed");
+            let mut raised = fields(code, "ana.lima@example.com", None);
+            raised.push((b'H', "bruno.costa@example.com".into()));
+            raised.push((b'c', "chen.wei@example.com".into()));
+            let raised = scrub_fields(&raised).expect("changed");
             let text: String = raised.iter().map(|(_, v)| v.as_str()).collect();
-            assert!(!text.contains("ana.lima"), "{code}: {text}");
+            assert!(!text.contains("@example.com"), "{code}: {text}");
             assert!(text.contains(code), "the SQLSTATE is named: {text}");
         }
     }

@@ -27,6 +27,9 @@ pub enum Part {
     AnyColumn,
     /// The whole row (`t`, `t.*` as a value, `to_jsonb(t)`): every column.
     WholeRow,
+    /// The result of calling the function named by the source's `relation`: whatever its
+    /// body reads.
+    Call,
 }
 
 /// A relation column (or row) a value comes from, named as the statement names it.
@@ -844,9 +847,24 @@ fn children(v: &Value, scope: &Scope<'_>, acc: &mut Lineage, origin: &mut Origin
             }
         }
         Value::Object(map) => {
-            if node(v).is_some_and(|(tag, _)| matches!(tag, "ColumnRef" | "SubLink")) {
-                origin.sources.extend(expr(v, scope, acc).sources);
-                return;
+            match node(v) {
+                Some(("ColumnRef" | "SubLink", _)) => {
+                    origin.sources.extend(expr(v, scope, acc).sources);
+                    return;
+                }
+                Some(("FuncCall", call)) => {
+                    let names: Vec<&str> = list(call, "funcname")
+                        .iter()
+                        .filter_map(string_node)
+                        .collect();
+                    if !names.is_empty() {
+                        origin.sources.insert(Source {
+                            relation: qualified(&names),
+                            part: Part::Call,
+                        });
+                    }
+                }
+                _ => {}
             }
             for value in map.values() {
                 children(value, scope, acc, origin);

@@ -341,6 +341,10 @@ async fn serve_inner(
         tracing::info!(column = %format!("{schema}.{table}.{column}"), "unmasked for this session by policy");
         catalog.unmask(&schema, &table, &column);
     }
+    if catalog.has_rules() {
+        let rows = upstream::simple_query(&mut upstream, crate::masking::functions::QUERY).await?;
+        crate::masking::functions::add(&mut catalog, &rows);
+    }
     let mut round = catalog.protected_oids();
     for _ in 0..crate::masking::views::ROUNDS {
         let Some(sql) = crate::masking::views::dependents_query(&round) else {
