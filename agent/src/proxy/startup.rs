@@ -484,6 +484,9 @@ async fn serve_inner(
     if registration.is_some() {
         session.translate_notifications(original);
     }
+    if let Some(key) = &server_key {
+        session.set_server_key(key);
+    }
     session.set_approval_base(approval_base);
     if let Some(valid_until) = upstream.valid_until {
         session.end_at(

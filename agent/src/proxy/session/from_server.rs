@@ -237,6 +237,10 @@ impl Session<'_> {
     /// (PostgreSQL docs 55.7). A backend of one of the agent's sessions is named by the id that
     /// session's client was given; any other is passed on as it is.
     fn on_notification(&mut self, frame: Frame) {
+        let sender = frame
+            .body
+            .first_chunk::<4>()
+            .map(|b| u32::from_be_bytes(*b));
         let translated = self.upstream_addr.and_then(|addr| {
             let pid = u32::from_be_bytes(*frame.body.first_chunk::<4>()?);
             self.ctx.cancels.agent_pid(addr, pid)
@@ -252,7 +256,7 @@ impl Session<'_> {
             }
             None => frame,
         };
-        if !self.catalog.is_empty() {
+        if !self.catalog.is_empty() && sender.is_none_or(|pid| self.notification_may_carry(pid)) {
             // The payload may be any value a trigger or function read ([`side`]).
             let channel = frame
                 .body
@@ -431,7 +435,8 @@ impl Session<'_> {
     /// Forwards an ErrorResponse or NoticeResponse, without the fields and messages that may
     /// quote values on a masked database ([`side`]).
     fn forward_scrubbed(&mut self, frame: Frame, fields: ErrorFields) {
-        match side::scrub_fields(&fields.fields).filter(|_| !self.catalog.is_empty()) {
+        let raised = self.side_channels_open();
+        match side::scrub_fields(&fields.fields, raised).filter(|_| !self.catalog.is_empty()) {
             Some(scrubbed) => write::fields(&mut self.to_client, frame.tag, &scrubbed),
             None => frame.write_to(&mut self.to_client),
         }

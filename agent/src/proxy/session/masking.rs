@@ -90,6 +90,7 @@ impl Session<'_> {
                     .to_owned(),
             );
         }
+        self.note_protected(analysis);
         let mut needs: Vec<(String, Vec<String>)> = Vec::new();
         for lineage in &analysis.lineage {
             match flow::check(&self.catalog, lineage) {
@@ -118,6 +119,45 @@ impl Session<'_> {
             actions: vec!["select".to_owned()],
             resources: columns.iter().map(|c| format!("Column::\"{c}\"")).collect(),
         })
+    }
+
+    /// Sets [`Session::touched_protected`] when `analysis` may read protected data: a lineage
+    /// source with a rule (functions that read protected tables included), a protected table
+    /// named anywhere, a DO block or CALL (code the agent cannot see), or a write while some
+    /// function reads protected tables (it may be a trigger).
+    fn note_protected(&mut self, analysis: &Analysis) {
+        if self.touched_protected {
+            return;
+        }
+        use crate::policy::StatementKind as K;
+        let reads = analysis
+            .lineage
+            .iter()
+            .flat_map(Lineage::all_sources)
+            .any(|s| !self.catalog.rules_of(s).is_empty())
+            || !self
+                .catalog
+                .protected_columns_of(analysis.tables.iter().map(String::as_str))
+                .is_empty()
+            || analysis.kinds.contains(&K::Do)
+            || analysis.kinds.contains(&K::Call)
+            || (!self.catalog.function_names().is_empty()
+                && [K::Insert, K::Update, K::Delete, K::Merge, K::CopyFrom]
+                    .iter()
+                    .any(|k| analysis.kinds.contains(k)));
+        self.touched_protected = reads;
+    }
+
+    /// Whether side-channel messages must be scrubbed now: a masked database, and for RAISE
+    /// text and own notifications, a session that may have read protected data.
+    pub(super) fn side_channels_open(&self) -> bool {
+        self.touched_protected
+    }
+
+    /// Whether a notification from backend `pid` may carry protected data: another session's
+    /// (its content is not this session's to judge), or this one's once it read protected data.
+    pub(super) fn notification_may_carry(&self, pid: u32) -> bool {
+        Some(pid) != self.server_pid || self.touched_protected
     }
 
     /// The masker for the COPY data the server starts sending (CopyOutResponse), if the

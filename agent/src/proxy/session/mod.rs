@@ -144,6 +144,13 @@ pub struct Session<'a> {
     /// Lineage masks of this session's cursors and SQL-level prepared statements, for the rows
     /// `FETCH` and `EXECUTE` return ([`masking`]).
     named_overlays: masking::NamedOverlays,
+    /// Set once a statement of this session may have read protected data (or ran code the
+    /// agent cannot see into): from then on, RAISE messages and this backend's notification
+    /// payloads are withheld ([`crate::masking::side`]).
+    touched_protected: bool,
+    /// The server's process id of this session's backend (BackendKeyData), to tell its own
+    /// notifications from other sessions'.
+    server_pid: Option<u32>,
     /// Masks the COPY data of the `COPY … TO` being answered ([`crate::masking::copy`]).
     copy_out: Option<crate::masking::copy::CopyMasker>,
     /// Statements decided.
@@ -194,9 +201,17 @@ impl<'a> Session<'a> {
             approval_base: None,
             named_overlays: masking::NamedOverlays::default(),
             copy_out: None,
+            touched_protected: false,
+            server_pid: None,
             statements_seen: 0,
             statements_denied: 0,
         }
+    }
+
+    /// Notes the server's process id of this session's backend (BackendKeyData `body`: Int32
+    /// process id, then the secret key).
+    pub fn set_server_key(&mut self, body: &[u8]) {
+        self.server_pid = body.first_chunk::<4>().map(|b| u32::from_be_bytes(*b));
     }
 
     /// Translates the process ids of NotificationResponse from backends of the server at
