@@ -161,7 +161,7 @@ fn psql_copy_from_stdin_and_file() {
 
 #[test]
 fn psql_copy_to_stdout() {
-    script_test(COPY_OUT, &PLAIN_ONLY, "20000\twwww");
+    script_test(COPY_OUT, &BOTH, "20000\twwww");
 }
 
 #[test]

@@ -70,7 +70,7 @@ fn psycopg_copy_from_stdin_text_binary_csv_and_copy_fail() {
 
 #[test]
 fn psycopg_copy_to_stdout() {
-    python("psycopg", "copy_out", &PLAIN_ONLY);
+    python("psycopg", "copy_out", &BOTH);
 }
 
 #[test]
@@ -115,7 +115,7 @@ fn asyncpg_copy_in() {
 
 #[test]
 fn asyncpg_copy_out() {
-    python("asyncpg", "copy_out", &PLAIN_ONLY);
+    python("asyncpg", "copy_out", &BOTH);
 }
 
 #[test]

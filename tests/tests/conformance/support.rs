@@ -4,7 +4,8 @@
 //!
 //! Every scenario runs in two databases: `shop`, which has masked columns, so the agent runs its
 //! masking machinery (a Describe injected before every Execute) over tables that have no masked
-//! column; and `plain`, which has none, so the agent relays without it and allows `COPY ... TO`.
+//! column (and COPY ... TO data through its COPY masker); and `plain`, which has none, so the
+//! agent relays without it.
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
@@ -15,8 +16,6 @@ pub use jitgate_tests::stack::{CI_ROLE, Credentials, SHOP_DB, Stack, StackOption
 pub const PLAIN_DB: &str = "plain";
 /// Both databases, for scenarios the policy allows in each.
 pub const BOTH: [&str; 2] = [SHOP_DB, PLAIN_DB];
-/// Only the unmasked database: COPY ... TO is refused on a masked one by design.
-pub const PLAIN_ONLY: [&str; 1] = [PLAIN_DB];
 
 /// Tables and a function the scenarios use, created fresh (owned by the CI role) before each run
 /// so the direct and the agent run start from the same state, sequences included.
