@@ -37,7 +37,8 @@ Workloads: `select` is pgbench's select-only transaction as a custom script
 (`SELECT abalance FROM bench_accounts WHERE aid = :aid`, 100k rows) in `-M simple` and
 `-M extended` at 1 and 8 clients (`-j` 1 and 2); `wide` reads all of `bench_wide` (10k rows × six
 columns in text format, about 1.6 MB of DataRow messages per query, masked column included) at 1
-client; `connect -C` is the select transaction with a new connection per transaction, compared with
+client, and `wide unmasked` reads the same rows from `bench_wide_plain`, a copy with no masked
+column, so the agent's pair of figures is the cost of masking; `connect -C` is the select transaction with a new connection per transaction, compared with
 the single-use PgBouncer (the pooled one is shown as well).
 
 Rounds are interleaved (direct, agent, pgbouncer, then the next workload, then the next round) and

@@ -166,7 +166,7 @@ pub fn run(bins: &Binaries, options: &Options) -> anyhow::Result<()> {
 
     // The stack's own temp dir holds the pgbench scripts (pgbench runs as root).
     let script_dir = stack.dir.path();
-    for script in [Script::SelectOne, Script::Wide] {
+    for script in [Script::SelectOne, Script::Wide, Script::WidePlain] {
         std::fs::write(script_dir.join(script.file_name()), script.text())?;
     }
     let wide_bytes: u64 = stack

@@ -138,6 +138,23 @@ pub fn table(results: &Results, wide_bytes: u64) -> String {
             wide_throughput(results, index, wide_bytes)
         );
     }
+    let position = |script| WORKLOADS.iter().position(|w| w.script == script);
+    if let (Some(masked), Some(plain)) = (position(Script::Wide), position(Script::WidePlain))
+        && let (Some(m), Some(p)) = (
+            results.median(masked, Target::Agent),
+            results.median(plain, Target::Agent),
+        )
+    {
+        let _ = writeln!(
+            out,
+            "\nMasking cost on the wide result (agent, masked vs unmasked table): {:.2}× the \
+             proxy CPU per query ({:.1} vs {:.1} µs), {:.2}× the tps.",
+            m.proxy_cpu_us / p.proxy_cpu_us,
+            m.proxy_cpu_us,
+            p.proxy_cpu_us,
+            m.tps / p.tps
+        );
+    }
     out
 }
 

@@ -3,7 +3,8 @@
 //!
 //! `bench_accounts` is pgbench's `pgbench_accounts` shape (100k rows, primary-key lookups: the
 //! `-S` transaction); `bench_wide` holds 10k rows of six text-format columns and is read whole by
-//! the wide-result workload, with `email` masked by the agent.
+//! the wide-result workload, with `email` masked by the agent; `bench_wide_plain` is a copy with
+//! no masked column, read by the same query to show the cost of masking.
 
 use jitgate_tests::stack::CI_ROLE;
 
@@ -41,6 +42,9 @@ pub enum Script {
     SelectOne,
     /// `SELECT * FROM bench_wide`: 10k rows, one masked column.
     Wide,
+    /// The same rows from `bench_wide_plain`, which has no masked column: the agent relays
+    /// them, so the pair shows what masking costs.
+    WidePlain,
 }
 
 impl Script {
@@ -52,6 +56,9 @@ impl Script {
                  SELECT abalance FROM bench_accounts WHERE aid = :aid;\n"
             ),
             Self::Wide => "SELECT id, name, email, city, note, tag FROM bench_wide;\n".to_owned(),
+            Self::WidePlain => {
+                "SELECT id, name, email, city, note, tag FROM bench_wide_plain;\n".to_owned()
+            }
         }
     }
 
@@ -60,6 +67,7 @@ impl Script {
         match self {
             Self::SelectOne => "select-one.sql",
             Self::Wide => "wide.sql",
+            Self::WidePlain => "wide-plain.sql",
         }
     }
 }
@@ -92,7 +100,7 @@ impl Workload {
 }
 
 /// Every workload of the issue, in run order.
-pub const WORKLOADS: [Workload; 6] = [
+pub const WORKLOADS: [Workload; 7] = [
     Workload {
         name: "select simple c1",
         script: Script::SelectOne,
@@ -129,6 +137,13 @@ pub const WORKLOADS: [Workload; 6] = [
         connect_per_transaction: false,
     },
     Workload {
+        name: "wide unmasked 10k rows c1",
+        script: Script::WidePlain,
+        protocol: Protocol::Simple,
+        clients: 1,
+        connect_per_transaction: false,
+    },
+    Workload {
         name: "connect -C c1",
         script: Script::SelectOne,
         protocol: Protocol::Simple,
@@ -148,7 +163,10 @@ pub fn setup_sql() -> String {
            'city ' || (g % 500) || ' district', md5(g::text) || md5((g * 7)::text), 'tag-' || (g % 13)\n\
            FROM generate_series(1, {WIDE_ROWS}) g;\n\
          ALTER TABLE bench_accounts OWNER TO {CI_ROLE};\n\
+         CREATE TABLE bench_wide_plain AS SELECT * FROM bench_wide;\n\
          ALTER TABLE bench_wide OWNER TO {CI_ROLE};\n\
+         ALTER TABLE bench_wide_plain OWNER TO {CI_ROLE};\n\
+         VACUUM ANALYZE bench_wide_plain;\n\
          VACUUM ANALYZE bench_accounts;\n\
          VACUUM ANALYZE bench_wide;\n"
     )
