@@ -1,6 +1,8 @@
 //! Side channels: protected values leaving in messages other than DataRow, on a database with
 //! masked columns (PostgreSQL docs 55.8 "Error and Notice Message Fields", 55.7
-//! NotificationResponse).
+//! NotificationResponse), once the session may have read protected data: a statement whose
+//! lineage reaches a protected column, names a protected table, runs a DO block or CALL, or
+//! writes while some function reads protected tables. Before that, messages pass unchanged.
 //!
 //! - ErrorResponse and NoticeResponse lose the fields that quote row values: `D` detail
 //!   ("Key (email)=(…) already exists", "Failing row contains (…)"), `W` where (PL/pgSQL context
@@ -8,12 +10,10 @@
 //! - Their message `M` is withheld where its text may be a value: data exceptions (class 22,
 //!   `invalid input syntax for type integer: "…"` keeps the part before the value), and what
 //!   `RAISE` sends (classes 00, 01 and P0: user text that may hold anything a function read;
-//!   its hint and object-name fields go too) once the session may have read protected data
-//!   (a statement whose lineage reaches a protected column, names a protected table, runs a DO
-//!   block or CALL, or writes while some function reads protected tables).
+//!   its hint and object-name fields go too).
 //! - NotificationResponse payloads are withheld (a trigger or function may `pg_notify` any
-//!   value) when they come from another session, or from this one once it may have read
-//!   protected data; the channel is kept.
+//!   value); the channel is kept. Payloads from other sessions are withheld from the start:
+//!   their content is not this session's to judge.
 //!
 //! SQLSTATE, severity, hint and the rest pass, so clients still see what failed.
 
@@ -26,16 +26,14 @@ const RAISE_KEPT: [u8; 8] = [b'S', b'V', b'C', b'M', b'P', b'F', b'L', b'R'];
 /// What replaces a payload or message withheld.
 pub const WITHHELD: &str = "(withheld by jitgate: it may carry a masked value)";
 
-/// The fields to send instead of `fields`, or `None` when nothing needs to change. `raised`:
-/// whether RAISE text (classes 00, 01, P0) is withheld too (the session may have read
-/// protected data).
-pub fn scrub_fields(fields: &[(u8, String)], raised: bool) -> Option<Vec<(u8, String)>> {
+/// The fields to send instead of `fields`, or `None` when nothing needs to change.
+pub fn scrub_fields(fields: &[(u8, String)]) -> Option<Vec<(u8, String)>> {
     let sqlstate = fields
         .iter()
         .find(|(c, _)| *c == b'C')
         .map_or("", |(_, v)| v.as_str());
     let class = sqlstate.get(..2).unwrap_or("");
-    let withhold_message = class == "22" || (raised && matches!(class, "00" | "01" | "P0"));
+    let withhold_message = matches!(class, "22" | "00" | "01" | "P0");
     let changes = fields
         .iter()
         .any(|(c, _)| VALUE_FIELDS.contains(c) || (*c == b'M' && withhold_message));
@@ -85,14 +83,11 @@ mod tests {
 
     #[test]
     fn value_quoting_fields_and_messages_are_withheld() {
-        let unique = scrub_fields(
-            &fields(
-                "23505",
-                "duplicate key value violates unique constraint \"customers_email_key\"",
-                Some("Key (email)=(ana.lima@example.com) already exists."),
-            ),
-            true,
-        )
+        let unique = scrub_fields(&fields(
+            "23505",
+            "duplicate key value violates unique constraint \"customers_email_key\"",
+            Some("Key (email)=(ana.lima@example.com) already exists."),
+        ))
         .expect("changed");
         assert!(unique.iter().all(|(c, _)| *c != b'D'));
         assert!(
@@ -100,14 +95,11 @@ mod tests {
                 .iter()
                 .any(|(_, v)| v.contains("customers_email_key"))
         );
-        let cast = scrub_fields(
-            &fields(
-                "22P02",
-                "invalid input syntax for type integer: \"ana.lima@example.com\"",
-                None,
-            ),
-            true,
-        )
+        let cast = scrub_fields(&fields(
+            "22P02",
+            "invalid input syntax for type integer: \"ana.lima@example.com\"",
+            None,
+        ))
         .expect("changed");
         let text: String = cast.iter().map(|(_, v)| v.as_str()).collect();
         assert!(!text.contains("ana.lima"), "{text}");
@@ -119,8 +111,7 @@ mod tests {
             let mut raised = fields(code, "ana.lima@example.com", None);
             raised.push((b'H', "bruno.costa@example.com".into()));
             raised.push((b'c', "chen.wei@example.com".into()));
-            let raised = scrub_fields(&raised, true).expect("changed");
-            assert_eq!(scrub_fields(&fields(code, "hello", None), false), None);
+            let raised = scrub_fields(&raised).expect("changed");
             let text: String = raised.iter().map(|(_, v)| v.as_str()).collect();
             assert!(!text.contains("@example.com"), "{code}: {text}");
             assert!(text.contains(code), "the SQLSTATE is named: {text}");
@@ -130,17 +121,11 @@ mod tests {
     #[test]
     fn messages_that_quote_no_values_pass_unchanged() {
         assert_eq!(
-            scrub_fields(
-                &fields("42501", "permission denied for table orders", None),
-                true
-            ),
+            scrub_fields(&fields("42501", "permission denied for table orders", None)),
             None
         );
         assert_eq!(
-            scrub_fields(
-                &fields("42P01", "relation \"nope\" does not exist", None),
-                true
-            ),
+            scrub_fields(&fields("42P01", "relation \"nope\" does not exist", None)),
             None
         );
     }

@@ -435,8 +435,11 @@ impl Session<'_> {
     /// Forwards an ErrorResponse or NoticeResponse, without the fields and messages that may
     /// quote values on a masked database ([`side`]).
     fn forward_scrubbed(&mut self, frame: Frame, fields: ErrorFields) {
-        let raised = self.side_channels_open();
-        match side::scrub_fields(&fields.fields, raised).filter(|_| !self.catalog.is_empty()) {
+        let scrubbed = self
+            .side_channels_open()
+            .then(|| side::scrub_fields(&fields.fields))
+            .flatten();
+        match scrubbed {
             Some(scrubbed) => write::fields(&mut self.to_client, frame.tag, &scrubbed),
             None => frame.write_to(&mut self.to_client),
         }

@@ -148,8 +148,8 @@ impl Session<'_> {
         self.touched_protected = reads;
     }
 
-    /// Whether side-channel messages must be scrubbed now: a masked database, and for RAISE
-    /// text and own notifications, a session that may have read protected data.
+    /// Whether error and notice messages must be scrubbed now ([`crate::masking::side`]): the
+    /// session may have read protected data.
     pub(super) fn side_channels_open(&self) -> bool {
         self.touched_protected
     }
