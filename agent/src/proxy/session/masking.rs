@@ -73,12 +73,13 @@ fn deny(rule: &str, reason: String) -> Decision {
 }
 
 impl Session<'_> {
-    /// `decision` (the policy's), unless the statement is allowed but does with a protected
-    /// value what no mask makes safe: then a denial (rule `masking-lineage`, or
+    /// `decision` (the policy's), unless the statement is allowed (or held for approval) but
+    /// does with a protected value what no mask makes safe: then a denial (rule `masking-lineage`, or
     /// `masking-dynamic-sql` for functions running SQL text the agent cannot see), or an
     /// approval for predicates whose rule asks for one (policies `mask:schema.table.column`).
     pub(super) fn with_masking(&mut self, analysis: &Analysis, decision: Decision) -> Decision {
-        if !matches!(decision, Decision::Allow { .. }) || !self.catalog.has_rules() {
+        // A statement the policy holds for approval is checked too: once approved it runs.
+        if matches!(decision, Decision::Deny(_)) || !self.catalog.has_rules() {
             return decision;
         }
         if analysis.dangerous.contains(DYNAMIC_SQL) {
@@ -99,7 +100,7 @@ impl Session<'_> {
                 Err(Refusal::Approval { reason, columns }) => needs.push((reason, columns)),
             }
         }
-        if needs.is_empty() {
+        if needs.is_empty() || matches!(decision, Decision::Approval(_)) {
             return decision;
         }
         let reason = needs
