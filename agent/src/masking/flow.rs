@@ -77,6 +77,8 @@ pub enum Refusal {
         reason: String,
         /// `schema.table.column` of each column concerned.
         columns: Vec<String>,
+        /// The masks of its result once approved.
+        overlay: Overlay,
     },
 }
 
@@ -141,6 +143,18 @@ fn names(rules: &[&MaskRule]) -> String {
         .map(|r| r.column.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The overlay for a statement's result when it runs (approved, if it needed approval); a
+/// statement refused outright gets every column without a table OID nulled.
+pub fn overlay(catalog: &MaskCatalog, lineage: &Lineage) -> Overlay {
+    match check(catalog, lineage) {
+        Ok(overlay) | Err(Refusal::Approval { overlay, .. }) => overlay,
+        Err(Refusal::Deny(_)) => Overlay {
+            placed: Vec::new(),
+            unplaced: Some(MaskStrategy::Null),
+        },
+    }
 }
 
 /// Decides one statement: the overlay for its result, or why it cannot run.
@@ -259,6 +273,7 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
                 approval.join(", ")
             ),
             columns: approval,
+            overlay,
         });
     }
     Ok(overlay)

@@ -224,3 +224,45 @@ fn views_over_protected_columns_are_masked_and_their_computed_columns_refused() 
     let first = &customers()[0];
     assert!(stdout.contains(&format!("v:{}", first.name)), "{stdout}");
 }
+
+#[test]
+fn a_predicate_over_a_column_whose_rule_asks_for_approval_runs_once_approved() {
+    let Some(stack) = stack_with(StackOptions {
+        masks: masks(r#", predicates = "approval""#),
+        ..StackOptions::default()
+    }) else {
+        return;
+    };
+    let child = stack
+        .psql_command(true)
+        .args([
+            "-c",
+            "SELECT 'found:' || count(*) FROM customers WHERE email LIKE 'a%'",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql starts");
+    let request = eventually("a pending approval request", || {
+        json_lines(&stack.cli(&["--json", "approvals", "list"]).ok()?)
+            .into_iter()
+            .find(|r| {
+                r["request"]["statement"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("email LIKE"))
+            })
+    });
+    let reason = request["request"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("protected column public.customers.email needs approval"),
+        "{request}"
+    );
+    let id = request["approval_id"].as_str().expect("request id");
+    let out = stack
+        .cli(&["approvals", "approve", id, "--as", "alice@example.com"])
+        .expect("jitgate approvals approve");
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = child.wait_with_output().expect("psql ends");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(text(&out.stdout).contains("found:1"), "{}", describe(&out));
+}

@@ -461,7 +461,8 @@ impl Session<'_> {
         {
             return Ok(Some(frame));
         }
-        let Decision::Approval(needed) = self.policy.decide(&analysis) else {
+        let decision = self.policy.decide(&analysis);
+        let Decision::Approval(needed) = self.with_masking(&analysis, decision) else {
             return Ok(Some(frame));
         };
         let base = crate::approval::ApprovalRequest {

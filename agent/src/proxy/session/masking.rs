@@ -59,7 +59,7 @@ impl NamedOverlays {
         if let Some(name) = &lineage.executes {
             return self.prepared.get(name).cloned().unwrap_or_else(unknown);
         }
-        flow::check(catalog, lineage).unwrap_or_else(|_| unknown())
+        flow::overlay(catalog, lineage)
     }
 }
 
@@ -97,7 +97,14 @@ impl Session<'_> {
             match flow::check(&self.catalog, lineage) {
                 Ok(overlay) => self.named_overlays.note(lineage, &overlay),
                 Err(Refusal::Deny(reason)) => return deny("masking-lineage", reason),
-                Err(Refusal::Approval { reason, columns }) => needs.push((reason, columns)),
+                Err(Refusal::Approval {
+                    reason,
+                    columns,
+                    overlay,
+                }) => {
+                    self.named_overlays.note(lineage, &overlay);
+                    needs.push((reason, columns));
+                }
             }
         }
         if needs.is_empty() || matches!(decision, Decision::Approval(_)) {
@@ -169,22 +176,22 @@ impl Session<'_> {
         }
         let lineage = self.current_lineage()?;
         let format = lineage.copy.clone()?;
-        match flow::check(&self.catalog, lineage) {
-            Ok(overlay) if overlay.unplaced.is_some() => {
-                Some(CopyMasker::every(format, MaskStrategy::Null))
-            }
-            Ok(overlay) if overlay.is_empty() => None,
-            Ok(overlay) => Some(CopyMasker::new(
-                format,
-                overlay
-                    .placed
-                    .into_iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| Some((i, s?)))
-                    .collect(),
-            )),
-            Err(_) => Some(CopyMasker::every(format, MaskStrategy::Null)),
+        let overlay = flow::overlay(&self.catalog, lineage);
+        if overlay.unplaced.is_some() {
+            return Some(CopyMasker::every(format, MaskStrategy::Null));
         }
+        if overlay.is_empty() {
+            return None;
+        }
+        Some(CopyMasker::new(
+            format,
+            overlay
+                .placed
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, s)| Some((i, s?)))
+                .collect(),
+        ))
     }
 
     /// The lineage masks for the result the server describes next: the current statement of a
