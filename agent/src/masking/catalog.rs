@@ -277,6 +277,35 @@ impl MaskCatalog {
     }
 }
 
+/// For tests: the catalog of `masks` over the test table `public.customers (id, name, email,
+/// card_number)`, table OID 16390, row type 16392, positions = column numbers.
+#[cfg(test)]
+pub fn customers_catalog(masks: &[MaskConfig]) -> MaskCatalog {
+    let columns = ["id", "name", "email", "card_number"];
+    let rows: Vec<Vec<Option<String>>> = masks
+        .iter()
+        .filter_map(|m| {
+            let column = m.column.strip_prefix("public.customers.")?;
+            let attnum = columns.iter().position(|c| *c == column)? + 1;
+            let attnum = attnum.to_string();
+            Some(
+                [
+                    "public",
+                    "customers",
+                    column,
+                    "16390",
+                    &attnum,
+                    "16392",
+                    &attnum,
+                ]
+                .map(|v| Some(v.to_owned()))
+                .to_vec(),
+            )
+        })
+        .collect();
+    MaskCatalog::from_rows(masks, &rows)
+}
+
 /// Quotes a string as an SQL literal (standard_conforming_strings on: double the quotes).
 fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))

@@ -20,15 +20,7 @@ fn catalog(expressions: OnExpression, predicates: OnPredicate) -> MaskCatalog {
             predicates,
         },
     ];
-    let rows: Vec<Vec<Option<String>>> = [("email", "3"), ("card_number", "4")]
-        .iter()
-        .map(|(c, n)| {
-            ["public", "customers", c, "16390", n, "16392", n]
-                .map(|v| Some(v.to_owned()))
-                .to_vec()
-        })
-        .collect();
-    MaskCatalog::from_rows(&masks, &rows)
+    crate::masking::catalog::customers_catalog(&masks)
 }
 
 fn check_sql(catalog: &MaskCatalog, sql: &str) -> Result<Overlay, Refusal> {

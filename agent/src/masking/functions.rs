@@ -94,10 +94,7 @@ mod tests {
             expressions: Default::default(),
             predicates: Default::default(),
         }];
-        let row = ["public", "customers", "email", "16390", "3", "16392"]
-            .map(|v| Some(v.to_owned()))
-            .to_vec();
-        let mut catalog = MaskCatalog::from_rows(&masks, &[row]);
+        let mut catalog = crate::masking::catalog::customers_catalog(&masks);
         let rows: Vec<Vec<Option<String>>> = [
             ("public", "leak", "SELECT email FROM Customers LIMIT 1"),
             ("public", "safe", "SELECT 1"),

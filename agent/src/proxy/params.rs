@@ -69,10 +69,7 @@ mod tests {
             expressions: Default::default(),
             predicates: Default::default(),
         }];
-        let row = ["public", "customers", "email", "16390", "3", "16392"]
-            .map(|v| Some(v.to_owned()))
-            .to_vec();
-        MaskCatalog::from_rows(&masks, &[row])
+        crate::masking::catalog::customers_catalog(&masks)
     }
 
     fn bind_body(values: &[Option<&[u8]>], formats: &[i16]) -> bytes::Bytes {
