@@ -11,7 +11,8 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use jitgate_agent::config::MaskConfig;
-use jitgate_agent::masking::{MaskCatalog, MaskPlan, MaskStrategy};
+use jitgate_agent::masking::copy::{CopyFormat, CopyMasker};
+use jitgate_agent::masking::{MaskCatalog, MaskPlan, MaskStrategy, side};
 use jitgate_agent::pgwire::backend::{
     ErrorFields, FieldDescription, ROW_DESCRIPTION_TAG, TransactionStatus, parse_command_complete,
     parse_data_row, parse_parameter_status, parse_row_description,
@@ -47,6 +48,7 @@ pub fn backend(data: &[u8]) {
         }
         message_bodies(&frame.body);
         mask(&plan, &frame.body);
+        copy(&frame.body);
     }
 }
 
@@ -69,6 +71,47 @@ fn message_bodies(body: &Bytes) {
     }
     if let Ok(tag) = parse_command_complete(body) {
         assert!(tag.len() < body.len());
+    }
+}
+
+/// Masks `body` as a row of COPY data in each format (the second column redacted): the result
+/// is one well-formed CopyData message; with nothing masked it is the input unchanged; a
+/// refused body leaves nothing behind.
+fn copy(body: &Bytes) {
+    let formats = [
+        CopyFormat::Text {
+            delimiter: b'\t',
+            null: b"\\N".to_vec(),
+        },
+        CopyFormat::Csv {
+            delimiter: b',',
+            quote: b'"',
+            escape: b'\\',
+            null: Vec::new(),
+            header: false,
+        },
+        CopyFormat::Binary,
+    ];
+    for format in formats {
+        let strategy = MaskStrategy::Redact { text: "x".into() };
+        let mut masker = CopyMasker::new(format, vec![(1, strategy)]);
+        let mut out = BytesMut::new();
+        let Ok(masked) = masker.apply(body, &mut out) else {
+            assert!(out.is_empty(), "refused COPY data left bytes behind");
+            continue;
+        };
+        assert_eq!(out.first(), Some(&b'd'));
+        let declared = u32::from_be_bytes([out[1], out[2], out[3], out[4]]) as usize;
+        assert_eq!(declared + 1, out.len(), "CopyData length word");
+        if masked == 0 {
+            assert_eq!(&out[5..], &body[..], "COPY data with nothing masked changed");
+        }
+    }
+    if let Ok(fields) = ErrorFields::parse(body, "ErrorResponse")
+        && let Some(scrubbed) = side::scrub_fields(&fields.fields)
+    {
+        assert!(scrubbed.len() <= fields.fields.len());
+        assert!(scrubbed.iter().all(|(c, _)| ![b'D', b'W', b'q'].contains(c)));
     }
 }
 
