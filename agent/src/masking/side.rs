@@ -12,8 +12,9 @@
 //!   `RAISE` sends (classes 00, 01 and P0: user text that may hold anything a function read;
 //!   its hint and object-name fields go too).
 //! - NotificationResponse payloads are withheld (a trigger or function may `pg_notify` any
-//!   value); the channel is kept. Payloads from other sessions are withheld from the start:
-//!   their content is not this session's to judge.
+//!   value); the channel is kept. Payloads from other sessions are withheld when some function
+//!   of the database reads protected tables (a trigger fired by another session may notify
+//!   what it read).
 //!
 //! SQLSTATE, severity, hint and the rest pass, so clients still see what failed.
 

@@ -162,10 +162,16 @@ impl Session<'_> {
         self.touched_protected
     }
 
-    /// Whether a notification from backend `pid` may carry protected data: another session's
-    /// (its content is not this session's to judge), or this one's once it read protected data.
+    /// Whether a notification from backend `pid` may carry protected data: this session's once
+    /// it may have read protected data; another session's when some function of the database
+    /// reads protected tables (a trigger may `pg_notify` what it read; an application's own
+    /// NOTIFY is its own to send).
     pub(super) fn notification_may_carry(&self, pid: u32) -> bool {
-        Some(pid) != self.server_pid || self.touched_protected
+        if Some(pid) == self.server_pid {
+            self.touched_protected
+        } else {
+            !self.catalog.function_names().is_empty()
+        }
     }
 
     /// The masker for the COPY data the server starts sending (CopyOutResponse), if the
