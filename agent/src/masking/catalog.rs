@@ -211,6 +211,34 @@ impl MaskCatalog {
         }
     }
 
+    /// The rule of column `column` of the table with OID `oid`, if it has one.
+    pub fn rule_of_oid(&self, oid: u32, column: &str) -> Option<MaskRule> {
+        let ((schema, table, _), _) = self
+            .resolved
+            .iter()
+            .find(|((_, _, c), (o, _, _))| *o == oid && c == column)?;
+        self.rules
+            .get(&(schema.clone(), table.clone()))?
+            .get(column)
+            .cloned()
+    }
+
+    /// Adds a protected column found through the catalog (a child table's): `name` is
+    /// `(schema, table, column)`, `at` its (table OID, attnum, row type).
+    pub fn add_column(&mut self, name: ColumnName, at: (u32, i16, Option<u32>), rule: MaskRule) {
+        let (schema, table, column) = &name;
+        self.columns.insert((at.0, at.1), rule.strategy.clone());
+        if let Some(reltype) = at.2 {
+            self.rowtypes.insert(reltype);
+        }
+        self.names
+            .entry(table.clone())
+            .or_default()
+            .insert(column.clone());
+        self.insert_rule(schema, table, column, rule);
+        self.resolved.insert(name, at);
+    }
+
     /// Table OIDs with protected columns.
     pub fn protected_oids(&self) -> std::collections::BTreeSet<u32> {
         self.columns.keys().map(|(oid, _)| *oid).collect()
@@ -244,32 +272,18 @@ impl MaskCatalog {
                 continue;
             };
             if let Some(mask) = masks.iter().find(|m| m.column == name) {
-                catalog.insert(oid, attnum, mask.strategy.clone());
-                catalog.insert_rule(
-                    schema,
-                    table,
-                    column,
-                    MaskRule {
-                        column: name.clone(),
-                        strategy: mask.strategy.clone(),
-                        expressions: mask.expressions,
-                        predicates: mask.predicates,
-                        computed: false,
-                        position: row.get(6).and_then(|p| p.as_deref()?.parse().ok()),
-                    },
-                );
-                catalog
-                    .names
-                    .entry(table.clone())
-                    .or_default()
-                    .insert(column.clone());
-                let reltype = reltype.parse::<u32>().ok();
-                if let Some(reltype) = reltype {
-                    catalog.rowtypes.insert(reltype);
-                }
-                catalog.resolved.insert(
+                let rule = MaskRule {
+                    column: name.clone(),
+                    strategy: mask.strategy.clone(),
+                    expressions: mask.expressions,
+                    predicates: mask.predicates,
+                    computed: false,
+                    position: row.get(6).and_then(|p| p.as_deref()?.parse().ok()),
+                };
+                catalog.add_column(
                     (schema.clone(), table.clone(), column.clone()),
-                    (oid, attnum, reltype),
+                    (oid, attnum, reltype.parse().ok()),
+                    rule,
                 );
             }
         }

@@ -7,6 +7,7 @@
 
 pub mod card;
 pub mod catalog;
+pub mod children;
 pub mod copy;
 pub mod detect;
 pub mod flow;

@@ -341,6 +341,14 @@ async fn serve_inner(
         tracing::info!(column = %format!("{schema}.{table}.{column}"), "unmasked for this session by policy");
         catalog.unmask(&schema, &table, &column);
     }
+    let mut level = catalog.protected_oids();
+    for _ in 0..crate::masking::children::ROUNDS {
+        let Some(sql) = crate::masking::children::query(&level) else {
+            break;
+        };
+        let rows = upstream::simple_query(&mut upstream, &sql).await?;
+        level = crate::masking::children::add(&mut catalog, &rows);
+    }
     if catalog.has_rules() {
         let rows = upstream::simple_query(&mut upstream, crate::masking::functions::QUERY).await?;
         crate::masking::functions::add(&mut catalog, &rows);

@@ -1,7 +1,8 @@
 //! Masking by value lineage, through the agent with psql: values computed from protected
 //! columns are refused (naming the column) or masked whole, plain columns are masked through set
 //! operations and cursors, protected values cannot be stored where they would be read unmasked
-//! or copied out, and predicates follow their rule's setting. Unprotected data still flows.
+//! or copied out, views and inheritance children are protected like their sources, and
+//! predicates follow their rule's setting. Unprotected data still flows.
 
 use super::support::*;
 
@@ -190,7 +191,7 @@ fn predicates_over_a_protected_column_follow_the_rule() {
 }
 
 #[test]
-fn views_over_protected_columns_are_masked_and_their_computed_columns_refused() {
+fn views_and_child_tables_of_protected_columns_are_masked_and_computed_columns_refused() {
     let Some(stack) = stack() else { return };
     stack
         .pg
@@ -199,7 +200,10 @@ fn views_over_protected_columns_are_masked_and_their_computed_columns_refused() 
             "CREATE VIEW customer_contacts AS \
              SELECT id, name, email, lower(email) AS email_lower FROM customers; \
              CREATE VIEW contacts_again AS SELECT id, email FROM customer_contacts; \
-             GRANT SELECT ON customer_contacts, contacts_again TO PUBLIC;",
+             CREATE TABLE customers_old () INHERITS (customers); \
+             INSERT INTO customers_old (name, email, card_number) \
+             SELECT name, email, card_number FROM customers WHERE id <= 3; \
+             GRANT SELECT ON customer_contacts, contacts_again, customers_old TO PUBLIC;",
         )
         .expect("views created");
     let out = run_script(
@@ -208,7 +212,8 @@ fn views_over_protected_columns_are_masked_and_their_computed_columns_refused() 
          SELECT * FROM customer_contacts ORDER BY id LIMIT 3;\n\
          SELECT email FROM contacts_again ORDER BY id LIMIT 3;\n\
          SELECT email_lower FROM customer_contacts;\n\
-         SELECT 'v:' || name FROM customer_contacts ORDER BY id LIMIT 1;\n",
+         SELECT 'v:' || name FROM customer_contacts ORDER BY id LIMIT 1;\n\
+         SELECT name, email FROM customers_old ORDER BY id;\n",
     );
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
@@ -220,7 +225,7 @@ fn views_over_protected_columns_are_masked_and_their_computed_columns_refused() 
     );
     assert_eq!(stderr.matches("ERROR").count(), 1, "{stderr}");
     let masked = stdout.lines().filter(|l| l.contains("*@")).count();
-    assert_eq!(masked, 9, "{stdout}");
+    assert_eq!(masked, 12, "views and the child table's rows: {stdout}");
     let first = &customers()[0];
     assert!(stdout.contains(&format!("v:{}", first.name)), "{stdout}");
 }
