@@ -58,6 +58,17 @@ fn option_text(arg: &Value) -> Option<String> {
     None
 }
 
+/// The `ENCODING` a `COPY` statement's options name, if any, lowercased.
+pub fn encoding_option(options: &[Value]) -> Option<String> {
+    options.iter().find_map(|o| {
+        let d = o.get("node").unwrap_or(o).get("DefElem")?;
+        (d.get("defname")?.as_str()? == "encoding")
+            .then(|| option_text(d.get("arg")?))
+            .flatten()
+            .map(|e| e.to_ascii_lowercase())
+    })
+}
+
 impl CopyFormat {
     /// The format of a CopyStmt's `options` (DefElem nodes of its JSON parse tree).
     pub fn from_options(options: &[Value]) -> Self {
@@ -82,7 +93,9 @@ impl CopyFormat {
                 "quote" => quote = first.unwrap_or(b'"'),
                 "escape" => escape = first,
                 "null" => null = Some(value.into_bytes()),
-                "header" => header = !matches!(value.as_str(), "false" | "off" | "0"),
+                "header" => {
+                    header = !matches!(value.to_ascii_lowercase().as_str(), "false" | "off" | "0");
+                }
                 _ => {}
             }
         }

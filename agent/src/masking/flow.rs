@@ -170,21 +170,40 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
         if carried.is_empty() {
             continue;
         }
-        let into_protected = write
-            .into
-            .as_ref()
-            .is_some_and(|i| matches!(i.part, Part::Column(_)) && !catalog.rules_of(i).is_empty());
-        if !into_protected {
-            let place = match &write.into {
-                Some(into) => format!("{}", into.relation),
-                None => "a new relation".to_owned(),
-            };
-            return Err(Refusal::Deny(format!(
-                "jitgate: this statement stores values of protected column {} in {place}, where \
-                 they would be read unmasked",
-                names(&carried)
-            )));
+        let into_rules = match &write.into {
+            Some(into) if matches!(into.part, Part::Column(_)) => catalog.rules_of(into),
+            _ => Vec::new(),
+        };
+        // Only a protected column's own values, unchanged, may be stored in it: anything else
+        // would show through its mask (a substring of another column, four characters at a
+        // time under a keep-last-4 rule).
+        let own_copy = write.direct
+            && carried.len() == 1
+            && into_rules.iter().any(|r| r.column == carried[0].column);
+        if own_copy {
+            continue;
         }
+        let message = match (&write.into, into_rules.first()) {
+            (None, _) => format!(
+                "jitgate: this statement keeps values of protected column {} where jitgate \
+                 cannot mask them (a new relation, a setting, a lock, a large object, a sequence \
+                 or a notification)",
+                names(&carried)
+            ),
+            (Some(_), Some(into)) => format!(
+                "jitgate: this statement stores a value made from protected column {} in \
+                 protected column {}; only a column's own values, unchanged, may be stored in it",
+                names(&carried),
+                into.column
+            ),
+            (Some(into), None) => format!(
+                "jitgate: this statement stores values of protected column {} in {}, where they \
+                 would be read unmasked",
+                names(&carried),
+                into.relation
+            ),
+        };
+        return Err(Refusal::Deny(message));
     }
     let mut approval = Vec::new();
     let read = rules(catalog, &lineage.predicates);
@@ -266,6 +285,19 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
         }
     }
     overlay.unplaced = one_of(&unplaced);
+    if lineage.copy.is_some()
+        && !overlay.is_empty()
+        && lineage
+            .copy_encoding
+            .as_deref()
+            .is_some_and(|e| !matches!(e, "utf8" | "utf-8" | "unicode"))
+    {
+        // The masker reads the data as UTF-8 (where a byte below 0x80 is always that
+        // character); another encoding's multi-byte characters can hide a delimiter.
+        return Err(copy_refusal(
+            "protected columns in an ENCODING other than UTF8, which jitgate cannot mask",
+        ));
+    }
     if !approval.is_empty() {
         return Err(Refusal::Approval {
             reason: format!(
@@ -281,8 +313,8 @@ pub fn check(catalog: &MaskCatalog, lineage: &Lineage) -> Result<Overlay, Refusa
 
 fn copy_refusal(what: &str) -> Refusal {
     Refusal::Deny(format!(
-        "jitgate: COPY ... TO of {what} is not allowed (COPY data is not masked); use SELECT \
-         so masking applies"
+        "jitgate: COPY ... TO of {what} is not allowed: its protected values cannot be placed \
+         and masked; name the columns, or use SELECT"
     ))
 }
 

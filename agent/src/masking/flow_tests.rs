@@ -116,11 +116,18 @@ fn storing_protected_values_outside_protected_columns_and_unplaceable_copy_are_r
         "SELECT email INTO t FROM customers",
         "COPY (SELECT *, 1 FROM customers) TO STDOUT",
         "COPY (SELECT lower(email) FROM customers) TO STDOUT",
+        "UPDATE customers SET email = lower(email) WHERE id = 1",
+        "UPDATE customers u SET card_number = substr(v.e, 1, 4) \
+         FROM (SELECT email AS e FROM customers) v",
+        "SELECT 1 FROM customers WHERE set_config('x.y', email, false) IS NULL",
+        "SELECT 1 FROM customers WHERE pg_advisory_xact_lock(card_number::bigint) IS NULL",
+        "EXPLAIN ANALYZE SELECT lo_from_bytea(0, convert_to(email, 'UTF8')) FROM customers",
     ] {
         assert!(denied(&check_sql(&c, sql)), "{sql}");
     }
     for sql in [
-        "UPDATE customers SET email = lower(email) WHERE id = 1",
+        "UPDATE customers SET email = email WHERE id = 1",
+        "SELECT set_config('application_name', 'ci', false)",
         "COPY orders TO STDOUT",
         "COPY (SELECT email FROM customers) TO STDOUT",
         "INSERT INTO orders (customer_id, total_cents, created_at) SELECT id, 1, now() FROM customers",

@@ -16,7 +16,11 @@
 //!   of the database reads protected tables (a trigger fired by another session may notify
 //!   what it read).
 //!
-//! SQLSTATE, severity, hint and the rest pass, so clients still see what failed.
+//! - Any other message or hint has its double-quoted parts withheld (`relation "…" does not
+//!   exist` quotes a value cast to regclass; `current_setting(email)` a setting name).
+//!
+//! SQLSTATE, severity, the rest of the text and the other fields pass, so clients still see
+//! what failed.
 
 /// Field codes removed from ErrorResponse and NoticeResponse.
 const VALUE_FIELDS: [u8; 3] = [b'D', b'W', b'q'];
@@ -35,9 +39,12 @@ pub fn scrub_fields(fields: &[(u8, String)]) -> Option<Vec<(u8, String)>> {
         .map_or("", |(_, v)| v.as_str());
     let class = sqlstate.get(..2).unwrap_or("");
     let withhold_message = matches!(class, "22" | "00" | "01" | "P0");
-    let changes = fields
-        .iter()
-        .any(|(c, _)| VALUE_FIELDS.contains(c) || (*c == b'M' && withhold_message));
+    let quotes = |v: &str| v.contains('"');
+    let changes = fields.iter().any(|(c, v)| {
+        VALUE_FIELDS.contains(c)
+            || (*c == b'M' && withhold_message)
+            || (matches!(c, b'M' | b'H') && quotes(v))
+    });
     if !changes {
         return None;
     }
@@ -51,10 +58,32 @@ pub fn scrub_fields(fields: &[(u8, String)]) -> Option<Vec<(u8, String)>> {
             .map(|(c, v)| match c {
                 b'M' if class == "22" => (*c, message_before_value(v)),
                 b'M' if withhold_message => (*c, format!("{WITHHELD} (SQLSTATE {sqlstate})")),
+                b'M' | b'H' => (*c, without_quoted(v)),
                 _ => (*c, v.clone()),
             })
             .collect(),
     )
+}
+
+/// `message` with every double-quoted part withheld: PostgreSQL quotes the names and values it
+/// reports (`relation "…" does not exist`, where a cast to regclass puts a value), and which
+/// is which cannot be told.
+fn without_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    let mut inside = true;
+    for part in parts {
+        if inside {
+            out.push_str("\"(withheld)\"");
+        } else {
+            out.push_str(part);
+        }
+        inside = !inside;
+    }
+    out
 }
 
 /// A data exception's message without the value it quotes: PostgreSQL puts the value after the
@@ -94,7 +123,7 @@ mod tests {
         assert!(
             unique
                 .iter()
-                .any(|(_, v)| v.contains("customers_email_key"))
+                .any(|(_, v)| v.contains("violates unique constraint"))
         );
         let cast = scrub_fields(&fields(
             "22P02",
@@ -120,13 +149,29 @@ mod tests {
     }
 
     #[test]
+    fn quoted_parts_of_other_messages_are_withheld() {
+        let out = scrub_fields(&fields(
+            "42P01",
+            "relation \"4111111111111111\" does not exist",
+            None,
+        ))
+        .expect("changed");
+        let text: String = out.iter().map(|(_, v)| v.as_str()).collect();
+        assert!(!text.contains("4111"), "{text}");
+        assert!(
+            text.contains("relation \"(withheld)\" does not exist"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn messages_that_quote_no_values_pass_unchanged() {
         assert_eq!(
             scrub_fields(&fields("42501", "permission denied for table orders", None)),
             None
         );
         assert_eq!(
-            scrub_fields(&fields("42P01", "relation \"nope\" does not exist", None)),
+            scrub_fields(&fields("25P02", "current transaction is aborted", None)),
             None
         );
     }

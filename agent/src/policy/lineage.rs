@@ -81,8 +81,11 @@ pub enum Output {
 pub struct Write {
     /// What the stored value is made from.
     pub sources: BTreeSet<Source>,
-    /// The column it is stored in, when known (`None` for a new table or view).
+    /// The column it is stored in, when known (`None` for a new table or view, a setting, a
+    /// lock, a large object or a sequence).
     pub into: Option<Source>,
+    /// Whether the stored value is one of `sources` unchanged.
+    pub direct: bool,
 }
 
 /// The lineage of one top-level statement.
@@ -102,8 +105,14 @@ pub struct Lineage {
     pub prepares: Option<String>,
     /// `EXECUTE name`: the SQL-level prepared statement whose rows this statement returns.
     pub executes: Option<String>,
+    /// `CLOSE name` (`Some(None)`: `CLOSE ALL`).
+    pub closes: Option<Option<String>>,
+    /// `DEALLOCATE name` (`Some(None)`: `DEALLOCATE ALL`).
+    pub deallocates: Option<Option<String>>,
     /// `COPY … TO`: the outputs are sent as COPY data in this format, not as DataRows.
     pub copy: Option<crate::masking::copy::CopyFormat>,
+    /// `COPY … (ENCODING 'x')`: the encoding named, lowercased.
+    pub copy_encoding: Option<String>,
 }
 
 impl Lineage {
@@ -149,6 +158,8 @@ enum Item {
         columns: Vec<(Option<String>, Origin)>,
         any: Option<Origin>,
     },
+    /// A join with an alias (`(a JOIN b) AS j`): `j.x` is column `x` of either side.
+    Join { alias: String, items: Vec<Item> },
 }
 
 impl Item {
@@ -156,6 +167,7 @@ impl Item {
         match self {
             Item::Base { alias, .. } => Some(alias),
             Item::Derived { alias, .. } => alias.as_deref(),
+            Item::Join { alias, .. } => Some(alias),
         }
     }
 
@@ -178,6 +190,9 @@ impl Item {
                     sources.extend(any.sources.iter().cloned());
                 }
                 Origin::derived(sources)
+            }
+            Item::Join { items, .. } => {
+                Origin::derived(items.iter().flat_map(|i| i.whole_row().sources).collect())
             }
         }
     }
@@ -209,6 +224,7 @@ impl Item {
                 }
                 out
             }
+            Item::Join { items, .. } => items.iter().flat_map(Item::star).collect(),
         }
     }
 
@@ -232,14 +248,37 @@ impl Item {
                 direct: true,
             }),
             Item::Derived { columns, any, .. } => {
+                let named = |wanted: Option<&str>| {
+                    let mut found: Option<Origin> = None;
+                    for (_, origin) in columns.iter().filter(|(n, _)| n.as_deref() == wanted) {
+                        match &mut found {
+                            Some(f) => f.merge(origin.clone()),
+                            None => found = Some(origin.clone()),
+                        }
+                    }
+                    found
+                };
+                // A name no column has may be a column whose name the walk could not tell.
+                named(Some(name)).or_else(|| {
+                    let mut unnamed = named(None);
+                    if let Some(any) = any {
+                        match &mut unnamed {
+                            Some(u) => u.merge(any.clone()),
+                            None => unnamed = Some(any.clone()),
+                        }
+                    }
+                    unnamed
+                })
+            }
+            Item::Join { items, .. } => {
                 let mut found: Option<Origin> = None;
-                for (_, origin) in columns.iter().filter(|(n, _)| n.as_deref() == Some(name)) {
+                for origin in items.iter().filter_map(|i| i.column(name)) {
                     match &mut found {
-                        Some(f) => f.merge(origin.clone()),
-                        None => found = Some(origin.clone()),
+                        Some(f) => f.merge(origin),
+                        None => found = Some(origin),
                     }
                 }
-                found.or_else(|| any.clone())
+                found
             }
         }
     }
@@ -431,6 +470,14 @@ fn statement(v: &Value, scope: &Scope<'_>, acc: &mut Lineage) -> Vec<Output> {
             Vec::new()
         }
         "CopyStmt" => copy(body, scope, acc),
+        "ClosePortalStmt" => {
+            acc.closes = Some(text(body, "portalname").map(str::to_owned));
+            Vec::new()
+        }
+        "DeallocateStmt" => {
+            acc.deallocates = Some(text(body, "name").map(str::to_owned));
+            Vec::new()
+        }
         "ExecuteStmt" => {
             acc.executes = text(body, "name").map(str::to_owned);
             Vec::new()
@@ -463,13 +510,16 @@ fn statement(v: &Value, scope: &Scope<'_>, acc: &mut Lineage) -> Vec<Output> {
 fn store(outputs: Vec<Output>, into: Option<(&QualifiedName, &[String])>, acc: &mut Lineage) {
     let mut names = into.map(|(_, n)| n.iter());
     for output in outputs {
-        let sources = match output {
-            Output::Column(origin) => origin.sources,
-            Output::Star(relation) => [Source {
-                relation,
-                part: Part::AnyColumn,
-            }]
-            .into(),
+        let (sources, direct) = match output {
+            Output::Column(origin) => (origin.sources, origin.direct),
+            Output::Star(relation) => (
+                [Source {
+                    relation,
+                    part: Part::AnyColumn,
+                }]
+                .into(),
+                true,
+            ),
         };
         let column = names.as_mut().and_then(Iterator::next);
         let target = into.map(|(relation, _)| Source {
@@ -480,6 +530,7 @@ fn store(outputs: Vec<Output>, into: Option<(&QualifiedName, &[String])>, acc: &
             acc.writes.push(Write {
                 sources,
                 into: target,
+                direct,
             });
         }
     }
@@ -489,30 +540,75 @@ fn with_clause<'p>(v: &Value, scope: &mut Scope<'p>, acc: &mut Lineage) {
     let Some(with) = v.get("with_clause").filter(|w| !w.is_null()) else {
         return;
     };
-    for cte in list(with, "ctes") {
-        let Some(cte) = tagged(cte, "CommonTableExpr") else {
-            continue;
-        };
-        let Some(name) = text(cte, "ctename") else {
-            continue;
-        };
-        let names: Vec<String> = list(cte, "aliascolnames")
-            .iter()
-            .filter_map(string_node)
-            .map(str::to_owned)
-            .collect();
-        let outputs = cte
-            .get("ctequery")
-            .map(|q| statement(q, scope, acc))
-            .unwrap_or_default();
-        let output_names = output_names(cte.get("ctequery"));
-        let (columns, any) = as_columns(outputs, output_names);
-        let mut columns = rename(columns, &names);
-        if let Some(any) = any {
-            columns.push((None, any));
+    let ctes: Vec<(&str, &Value)> = list(with, "ctes")
+        .iter()
+        .filter_map(|c| {
+            let c = tagged(c, "CommonTableExpr")?;
+            Some((text(c, "ctename")?, c))
+        })
+        .collect();
+    if with.get("recursive").and_then(Value::as_bool) != Some(true) {
+        for (name, cte) in ctes {
+            let columns = cte_columns(cte, scope, acc);
+            scope.ctes.push((name.to_owned(), columns));
         }
-        scope.ctes.push((name.to_owned(), columns));
+        return;
     }
+    // WITH RECURSIVE: every CTE sees every other and itself. Start with none of their columns
+    // known and walk them again until what each carries stops growing.
+    let first = scope.ctes.len();
+    for (name, _) in &ctes {
+        scope.ctes.push(((*name).to_owned(), Vec::new()));
+    }
+    for _ in 0..RECURSIVE_ROUNDS {
+        let mut changed = false;
+        for (index, (_, cte)) in ctes.iter().enumerate() {
+            let columns = cte_columns(cte, scope, acc);
+            let slot = &mut scope.ctes[first + index].1;
+            if *slot != columns {
+                *slot = columns;
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+    // Not settled: every column of every CTE may carry what any of them carries.
+    let mut all = Origin::default();
+    for (_, columns) in &scope.ctes[first..] {
+        for (_, origin) in columns {
+            all.sources.extend(origin.sources.iter().cloned());
+        }
+    }
+    for (_, columns) in &mut scope.ctes[first..] {
+        for (_, origin) in columns.iter_mut() {
+            *origin = all.clone();
+        }
+        columns.push((None, all.clone()));
+    }
+}
+
+/// Walks of a `WITH RECURSIVE` list before its CTEs are taken to carry anything of each other.
+const RECURSIVE_ROUNDS: usize = 8;
+
+/// The named columns of one CTE, its query walked in `scope`.
+fn cte_columns(cte: &Value, scope: &Scope<'_>, acc: &mut Lineage) -> Columns {
+    let names: Vec<String> = list(cte, "aliascolnames")
+        .iter()
+        .filter_map(string_node)
+        .map(str::to_owned)
+        .collect();
+    let outputs = cte
+        .get("ctequery")
+        .map(|q| statement(q, scope, acc))
+        .unwrap_or_default();
+    let (columns, any) = as_columns(outputs, output_names(cte.get("ctequery")));
+    let mut columns = rename(columns, &names);
+    if let Some(any) = any {
+        columns.push((None, any));
+    }
+    columns
 }
 
 /// The names of a query's output columns where the target list gives them (`AS x`, or a column
@@ -522,6 +618,13 @@ fn output_names(q: Option<&Value>) -> Vec<Option<String>> {
         return Vec::new();
     };
     let body = match tag {
+        "SelectStmt" if !list(leftmost(body), "values_lists").is_empty() => {
+            let first = list(leftmost(body), "values_lists").first();
+            let width = first
+                .and_then(|r| tagged(r, "List"))
+                .map_or(0, |l| list(l, "items").len());
+            return (1..=width).map(|i| Some(format!("column{i}"))).collect();
+        }
         "SelectStmt" => leftmost(body),
         "InsertStmt" | "UpdateStmt" | "DeleteStmt" | "MergeStmt" => body,
         _ => return Vec::new(),
@@ -533,7 +636,8 @@ fn output_names(q: Option<&Value>) -> Vec<Option<String>> {
     })
 }
 
-/// The names a target list gives its columns.
+/// The names a target list gives its columns: `AS x`, else the name PostgreSQL makes up
+/// ([`figure_name`]).
 fn names_of(targets: &[Value]) -> Vec<Option<String>> {
     targets
         .iter()
@@ -542,10 +646,47 @@ fn names_of(targets: &[Value]) -> Vec<Option<String>> {
             if let Some(n) = text(t, "name") {
                 return Some(n.to_owned());
             }
-            let fields = list(tagged(t.get("val")?, "ColumnRef")?, "fields");
-            fields.last().and_then(string_node).map(str::to_owned)
+            figure_name(t.get("val")?)
         })
         .collect()
+}
+
+/// The column name PostgreSQL gives an unnamed expression (`FigureColname` in parse_target.c):
+/// a column reference's or function's name, a cast's argument's (or its type's), `case`,
+/// `array`, `row`, `coalesce`, `exists`, and `?column?` for operators and constants. `None` for
+/// forms this walk does not name: such a column is matched by any name not otherwise found.
+fn figure_name(v: &Value) -> Option<String> {
+    let (tag, body) = node(v)?;
+    let last = |field: &str| {
+        list(body, field)
+            .last()
+            .and_then(string_node)
+            .map(str::to_owned)
+    };
+    match tag {
+        "ColumnRef" => last("fields"),
+        "AIndirection" => last("indirection").or_else(|| figure_name(body.get("arg")?)),
+        "FuncCall" => last("funcname"),
+        "TypeCast" => body.get("arg").and_then(figure_name).or_else(|| {
+            let names = list(body.get("type_name")?, "names");
+            names.last().and_then(string_node).map(str::to_owned)
+        }),
+        "CollateClause" => figure_name(body.get("arg")?),
+        "SubLink" => match body.get("sub_link_type").and_then(Value::as_i64) {
+            Some(EXPR_SUBLINK) => output_names(body.get("subselect")).into_iter().next()?,
+            Some(1) => Some("exists".to_owned()),
+            Some(7) => Some("array".to_owned()),
+            _ => Some("?column?".to_owned()),
+        },
+        "CaseExpr" => Some("case".to_owned()),
+        "AArrayExpr" => Some("array".to_owned()),
+        "RowExpr" => Some("row".to_owned()),
+        "CoalesceExpr" => Some("coalesce".to_owned()),
+        "AConst" | "AExpr" | "BoolExpr" | "NullTest" | "BooleanTest" | "ParamRef" => {
+            Some("?column?".to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// The leftmost arm of a set operation (it names the columns).
@@ -760,10 +901,15 @@ fn from_item(v: &Value, scope: &mut Scope<'_>, acc: &mut Lineage) {
             });
         }
         "JoinExpr" => {
+            let before = scope.items.len();
             for side in ["larg", "rarg"] {
                 if let Some(s) = body.get(side) {
                     from_item(s, scope, acc);
                 }
+            }
+            if let (Some(alias), _) = alias(body) {
+                let items = scope.items[before..].to_vec();
+                scope.items.push(Item::Join { alias, items });
             }
             if let Some(quals) = body.get("quals") {
                 predicate(quals, scope, acc);
@@ -773,10 +919,29 @@ fn from_item(v: &Value, scope: &mut Scope<'_>, acc: &mut Lineage) {
                 acc.predicates.extend(origin.sources);
             }
         }
+        "RangeTableSample" => {
+            if let Some(relation) = body.get("relation") {
+                from_item(relation, scope, acc);
+            }
+            for field in ["args", "repeatable"] {
+                if let Some(v) = body.get(field) {
+                    predicate(v, scope, acc);
+                }
+            }
+        }
         _ => {
             // Functions in FROM (`unnest(…)`, `jsonb_to_record(…)`, `ROWS FROM`), XMLTABLE,
             // JSON_TABLE: columns of unknown names made from whatever their arguments read.
-            let (alias_name, _) = alias(body);
+            // Without an alias, a function is named by itself (`unnest.unnest`).
+            let alias_name = alias(body).0.or_else(|| match tag {
+                "RangeTableFunc" => Some("xmltable".to_owned()),
+                "JsonTable" => Some("json_table".to_owned()),
+                _ => list(body, "functions")
+                    .first()
+                    .and_then(|f| tagged(f, "List"))
+                    .and_then(|l| list(l, "items").first())
+                    .and_then(figure_name),
+            });
             let origin = expr(v, scope, acc);
             scope.items.push(Item::Derived {
                 alias: alias_name,
@@ -836,6 +1001,36 @@ fn expr(v: &Value, scope: &Scope<'_>, acc: &mut Lineage) -> Origin {
     origin
 }
 
+/// Functions that keep what their arguments carry where a later statement or another session
+/// reads it unmasked: settings (`set_config`; `current_setting`, ParameterStatus), advisory
+/// locks (`pg_locks`), large objects, sequences, notifications, WAL messages.
+const SINKS: &[&str] = &[
+    "set_config",
+    "pg_advisory_lock",
+    "pg_advisory_lock_shared",
+    "pg_advisory_xact_lock",
+    "pg_advisory_xact_lock_shared",
+    "pg_try_advisory_lock",
+    "pg_try_advisory_lock_shared",
+    "pg_try_advisory_xact_lock",
+    "pg_try_advisory_xact_lock_shared",
+    "pg_advisory_unlock",
+    "pg_advisory_unlock_shared",
+    "lo_from_bytea",
+    "lo_put",
+    "lowrite",
+    "lo_create",
+    "lo_creat",
+    "lo_import",
+    "lo_export",
+    "setval",
+    "nextval",
+    "pg_notify",
+    "pg_logical_emit_message",
+    "pg_replication_origin_create",
+    "pg_create_restore_point",
+];
+
 /// `SubLinkType` of a scalar sub-select (`(SELECT x …)`) in pg_query's protobuf.
 const EXPR_SUBLINK: i64 = 5;
 
@@ -857,6 +1052,22 @@ fn children(v: &Value, scope: &Scope<'_>, acc: &mut Lineage, origin: &mut Origin
                         .iter()
                         .filter_map(string_node)
                         .collect();
+                    if let Some(name) = names.last()
+                        && SINKS.contains(&name.to_ascii_lowercase().as_str())
+                    {
+                        // What the arguments carry is kept where no mask applies.
+                        let mut args = Origin::default();
+                        if let Some(a) = call.get("args") {
+                            children(a, scope, acc, &mut args);
+                        }
+                        if !args.sources.is_empty() {
+                            acc.writes.push(Write {
+                                sources: args.sources,
+                                into: None,
+                                direct: false,
+                            });
+                        }
+                    }
                     if !names.is_empty() {
                         origin.sources.insert(Source {
                             relation: qualified(&names),
@@ -905,14 +1116,16 @@ fn column_ref(fields: &[Value], scope: &Scope<'_>) -> Origin {
         [column] => scope.unqualified(column),
         [.., table, column] => match scope.item(table) {
             Some(item) => item.column(column).unwrap_or_default(),
-            None => Origin {
-                sources: [Source {
+            None => {
+                // A qualifier the walk does not know: the relation so named, and whatever the
+                // unqualified name could mean here (fails closed).
+                let mut origin = scope.unqualified(column);
+                origin.sources.insert(Source {
                     relation: qualified(&names[..names.len() - 1]),
                     part: Part::Column((*column).to_owned()),
-                }]
-                .into(),
-                direct: true,
-            },
+                });
+                origin
+            }
         },
     }
 }
@@ -979,7 +1192,7 @@ fn assignments(body: &Value, relation: &QualifiedName, scope: &Scope<'_>, acc: &
             continue;
         };
         let Some(val) = t.get("val") else { continue };
-        let sources = expr(val, scope, acc).sources;
+        let Origin { sources, direct } = expr(val, scope, acc);
         if sources.is_empty() {
             continue;
         }
@@ -994,6 +1207,7 @@ fn assignments(body: &Value, relation: &QualifiedName, scope: &Scope<'_>, acc: &
                 relation: relation.clone(),
                 part,
             }),
+            direct,
         });
     }
 }
@@ -1069,6 +1283,7 @@ fn copy(body: &Value, scope: &Scope<'_>, acc: &mut Lineage) -> Vec<Output> {
     acc.copy = Some(crate::masking::copy::CopyFormat::from_options(list(
         body, "options",
     )));
+    acc.copy_encoding = crate::masking::copy::encoding_option(list(body, "options"));
     if let Some(q) = body.get("query").filter(|q| !q.is_null()) {
         return statement(q, scope, acc);
     }

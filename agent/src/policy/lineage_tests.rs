@@ -95,8 +95,28 @@ fn expressions_over_a_column_are_derived_from_it() {
         "SELECT s.* FROM (SELECT reverse(email) FROM customers) s",
         "SELECT v FROM (VALUES ((SELECT lower(email) FROM customers LIMIT 1))) t(v)",
         "SELECT u FROM unnest(ARRAY(SELECT email FROM customers)) u",
+        // Columns PostgreSQL names itself, and FROM items named implicitly.
+        "SELECT lower FROM (SELECT lower(email) FROM customers) s",
+        "WITH t AS (SELECT email || '' FROM customers) SELECT \"?column?\" FROM t",
+        "SELECT lower(column1) FROM (VALUES ((SELECT email FROM customers LIMIT 1))) v",
+        "SELECT lower(j.email) FROM (customers c JOIN orders o ON o.customer_id = c.id) AS j",
+        "SELECT lower(unnest.unnest) FROM customers c, unnest(ARRAY[c.email])",
+        "SELECT lower(email) FROM customers TABLESAMPLE SYSTEM (100)",
+        "SELECT lower(x.email) FROM customers c",
+        // WITH RECURSIVE: columns swapped through the self-reference, and a forward reference.
+        "WITH RECURSIVE r(n, a, b) AS (SELECT 1, email, name FROM customers UNION ALL \
+         SELECT n + 1, b, a FROM r WHERE n < 3) SELECT lower(b) FROM r",
+        "WITH RECURSIVE a AS (SELECT lower(x) AS y FROM b), b AS (SELECT email AS x FROM customers) \
+         SELECT y FROM a",
     ] {
         derived_from(sql, &email);
+    }
+    for sql in [
+        "SELECT email FROM (SELECT email::varchar FROM customers) s",
+        "SELECT email FROM (SELECT email COLLATE \"C\" FROM customers) s",
+    ] {
+        let o = only(sql);
+        assert!(o.sources.contains(&email), "{sql}: {o:?}");
     }
 }
 
@@ -143,6 +163,23 @@ fn predicates_name_what_filters_orders_and_groups() {
     assert_eq!(o.sources, [col("customers", "id")].into());
     let by_alias = lineage("SELECT email AS e, count(*) FROM customers GROUP BY 1 ORDER BY e");
     assert!(by_alias.predicates.contains(&col("customers", "email")));
+}
+
+#[test]
+fn functions_that_keep_their_arguments_elsewhere_are_writes() {
+    for sql in [
+        "SELECT 1 FROM customers WHERE set_config('x.y', email, false) IS NULL",
+        "SELECT pg_advisory_xact_lock(card_number::bigint) FROM customers",
+        "SELECT lo_from_bytea(0, convert_to(email, 'UTF8')) FROM customers",
+    ] {
+        let l = lineage(sql);
+        assert!(
+            l.writes
+                .iter()
+                .any(|w| w.into.is_none() && !w.sources.is_empty()),
+            "{sql}: {l:?}"
+        );
+    }
 }
 
 #[test]

@@ -16,6 +16,17 @@ use crate::policy::lineage::Lineage;
 use crate::policy::{Analysis, ApprovalMode, ApprovalNeeded, Decision, Denial};
 use crate::proxy::pending::Pending;
 
+/// Catalog views and tables that show sampled column values or other sessions' SQL text.
+const STATISTICS_VIEWS: &[&str] = &[
+    "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic",
+    "pg_statistic_ext_data",
+    "pg_stat_statements",
+    "pg_stat_activity",
+];
+
 /// Most cursors (and, apart, prepared statements) remembered; past it the map starts again, and
 /// rows of a forgotten name get every column without a table OID nulled (fails closed).
 const MAX_NAMED: usize = 1024;
@@ -27,11 +38,28 @@ pub(super) struct NamedOverlays {
     prepared: HashMap<String, Overlay>,
 }
 
+/// Records `overlay` for `name`. A name already known with other masks may still be the old
+/// definition (the server refuses a second `PREPARE` or `DECLARE` of a name in use), so its
+/// rows get every column without a table OID nulled.
 fn remember(map: &mut HashMap<String, Overlay>, name: &str, overlay: Overlay) {
     if map.len() >= MAX_NAMED && !map.contains_key(name) {
         map.clear();
     }
+    let overlay = match map.get(name) {
+        Some(known) if *known != overlay => unknown(),
+        _ => overlay,
+    };
     map.insert(name.to_owned(), overlay);
+}
+
+/// Forgets `name` (`None`: every name) after `CLOSE` or `DEALLOCATE`.
+fn forget(map: &mut HashMap<String, Overlay>, name: Option<&String>) {
+    match name {
+        Some(name) => {
+            map.remove(name);
+        }
+        None => map.clear(),
+    }
 }
 
 /// Every column without a table OID nulled: for rows whose lineage is not known.
@@ -44,6 +72,12 @@ fn unknown() -> Overlay {
 
 impl NamedOverlays {
     fn note(&mut self, lineage: &Lineage, overlay: &Overlay) {
+        if let Some(name) = &lineage.closes {
+            forget(&mut self.cursors, name.as_ref());
+        }
+        if let Some(name) = &lineage.deallocates {
+            forget(&mut self.prepared, name.as_ref());
+        }
         if let Some(name) = &lineage.declares {
             remember(&mut self.cursors, name, overlay.clone());
         }
@@ -81,6 +115,23 @@ impl Session<'_> {
         // A statement the policy holds for approval is checked too: once approved it runs.
         if matches!(decision, Decision::Deny(_)) || !self.catalog.has_rules() {
             return decision;
+        }
+        if let Some(view) = analysis.tables.iter().find(|t| {
+            STATISTICS_VIEWS.contains(
+                &t.rsplit('.')
+                    .next()
+                    .unwrap_or(t)
+                    .to_ascii_lowercase()
+                    .as_str(),
+            )
+        }) {
+            return deny(
+                "masking-lineage",
+                format!(
+                    "jitgate: {view} shows column values (most common values, histogram bounds) \
+                     and is not readable on a database with masked columns"
+                ),
+            );
         }
         if analysis.dangerous.contains(DYNAMIC_SQL) {
             return deny(
