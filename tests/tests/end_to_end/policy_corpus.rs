@@ -80,8 +80,13 @@ const CASES: &[(&[&str], Expect)] = &[
         Allow("DROP TABLE customers; --"),
     ),
     (&["SELECT 1 AS one -- ; DROP TABLE customers"], Allow("1")),
+    // A value computed from a masked column (here a yes/no about it) is refused by default.
     (
         &["SELECT lower(email) LIKE '%@%' FROM customers LIMIT 1"],
+        Deny("42501", &["masking-lineage"]),
+    ),
+    (
+        &["SELECT name LIKE '%a%' FROM customers ORDER BY id LIMIT 1"],
         Allow("t"),
     ),
     (&["DELETE FROM customers WHERE id = -1"], Allow("")),

@@ -47,6 +47,19 @@ fn write_refused_bind(portal: &str, out: &mut bytes::BytesMut) {
 const DENIAL_HINT: &str = "This CI identity may not run this statement. Ask the database's \
      owners to change the jitgate policy named above if the job needs it.";
 
+/// The hint of a denial by `rule`: the agent's masking rules are the target's `masks`
+/// settings, not Cedar policies.
+fn denial_hint(rule: &str) -> String {
+    if rule.starts_with("masking-") {
+        format!(
+            "Refused by jitgate rule {rule}: this database masks the columns named above. Ask its \
+             owners to change the target's masks (expressions, predicates) if the job needs it."
+        )
+    } else {
+        DENIAL_HINT.to_owned()
+    }
+}
+
 /// Hint sent when a statement needs an approval the agent could not obtain.
 const APPROVAL_HINT: &str = "A person (or an approval policy) must approve this statement; \
      see `jitgate approvals list` on the collector.";
@@ -334,9 +347,9 @@ impl Session<'_> {
                     Some(Rejection {
                         sqlstate: "42501",
                         approval_id: None,
+                        hint: Some(denial_hint(&d.rule)),
                         rule: d.rule,
                         message: d.reason,
-                        hint: Some(DENIAL_HINT.into()),
                     }),
                     policies,
                 )
@@ -392,9 +405,9 @@ impl Session<'_> {
             Decision::Deny(d) => Some(Rejection {
                 sqlstate: "42501",
                 approval_id: None,
+                hint: Some(denial_hint(&d.rule)),
                 rule: d.rule,
                 message: d.reason,
-                hint: Some(DENIAL_HINT.into()),
             }),
             Decision::Approval(needed) => match self.resolved.take() {
                 Some((held, resolution)) if Arc::ptr_eq(&held, analysis) || *held == **analysis => {
