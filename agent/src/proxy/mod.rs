@@ -6,6 +6,7 @@
 
 pub mod cancel;
 pub mod listener;
+mod mask_catalog;
 pub mod negotiate;
 pub mod params;
 pub mod pending;

@@ -29,7 +29,6 @@ use super::{Context, ProxyError, Target, UpstreamCredential};
 use crate::audit::SessionAudit;
 use crate::bpf::SockAddrExt as _;
 use crate::identity::{PasswordChannel, WorkloadIdentity, ancestry, process};
-use crate::masking::{MaskCatalog, catalog::resolve_query};
 use crate::pgwire::backend::BACKEND_KEY_DATA_TAG;
 use crate::pgwire::codec::{READ_BUFFER, TaggedCodec, codes};
 use crate::pgwire::frontend::StartupMessage;
@@ -330,40 +329,7 @@ async fn serve_inner(
         }
     };
 
-    let mut catalog = match resolve_query(&target.config.masks) {
-        Some(sql) => {
-            let rows = upstream::simple_query(&mut upstream, &sql).await?;
-            MaskCatalog::from_rows(&target.config.masks, &rows)
-        }
-        None => MaskCatalog::default(),
-    };
-    for (schema, table, column) in policy.unmasked(&catalog.configured_columns()) {
-        tracing::info!(column = %format!("{schema}.{table}.{column}"), "unmasked for this session by policy");
-        catalog.unmask(&schema, &table, &column);
-    }
-    let mut level = catalog.protected_oids();
-    for _ in 0..crate::masking::children::ROUNDS {
-        let Some(sql) = crate::masking::children::query(&level) else {
-            break;
-        };
-        let rows = upstream::simple_query(&mut upstream, &sql).await?;
-        level = crate::masking::children::add(&mut catalog, &rows);
-    }
-    if catalog.has_rules() {
-        let rows = upstream::simple_query(&mut upstream, crate::masking::functions::QUERY).await?;
-        crate::masking::functions::add(&mut catalog, &rows);
-    }
-    let mut round = catalog.protected_oids();
-    for _ in 0..crate::masking::views::ROUNDS {
-        let Some(sql) = crate::masking::views::dependents_query(&round) else {
-            break;
-        };
-        let rows = upstream::simple_query(&mut upstream, &sql).await?;
-        round = crate::masking::views::add(&mut catalog, &rows);
-    }
-    if let Some(detectors) = &target.config.compiled_detectors {
-        catalog.set_detectors(std::sync::Arc::clone(detectors));
-    }
+    let catalog = super::mask_catalog::build(&mut upstream, &target.config, &policy).await?;
 
     // The client gets a key of the agent's in place of the server's; the server's key is used
     // only by the agent (cancel::route, and the cancel below when the client goes away). The
