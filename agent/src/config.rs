@@ -609,23 +609,70 @@ impl TargetConfig {
     }
 }
 
-/// One masked column. (Unknown keys are rejected by the strategy, which receives every key but
-/// `column`.)
+/// One masked column. Every key is checked against the strategy's: a misspelt `predicates`
+/// must not quietly leave the default in force.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "toml::Table")]
 pub struct MaskConfig {
     /// `schema.table.column`.
     pub column: String,
     /// How values are replaced.
-    #[serde(flatten)]
     pub strategy: MaskStrategy,
     /// What happens to a value computed from this column (`lower(email)`, `email || ''`,
     /// aggregates, a whole row): `deny` (default) or `mask` ([`crate::masking::flow`]).
-    #[serde(default)]
     pub expressions: crate::masking::flow::OnExpression,
     /// What happens to a statement whose predicates read this column (`WHERE`, `ORDER BY`,
     /// `GROUP BY`, joins): `allow` (default), `deny` or `approval`.
-    #[serde(default)]
     pub predicates: crate::masking::flow::OnPredicate,
+}
+
+/// A `masks` entry as written, before its keys are checked ([`MaskConfig`]).
+#[derive(Deserialize)]
+struct RawMask {
+    column: String,
+    #[serde(flatten)]
+    strategy: MaskStrategy,
+    #[serde(default)]
+    expressions: crate::masking::flow::OnExpression,
+    #[serde(default)]
+    predicates: crate::masking::flow::OnPredicate,
+}
+
+impl TryFrom<toml::Table> for MaskConfig {
+    type Error = String;
+
+    fn try_from(table: toml::Table) -> Result<Self, String> {
+        const COMMON: [&str; 4] = ["column", "strategy", "expressions", "predicates"];
+        let own: &[&str] = match table.get("strategy").and_then(toml::Value::as_str) {
+            Some("redact") => &["text"],
+            Some("partial") => &["keep_first", "keep_last", "keep_domain"],
+            _ => &[],
+        };
+        if let Some(key) = table
+            .keys()
+            .find(|k| !COMMON.contains(&k.as_str()) && !own.contains(&k.as_str()))
+        {
+            let valid: Vec<&str> = COMMON.iter().chain(own).copied().collect();
+            return Err(format!(
+                "unknown key `{key}` in a mask{}; valid keys: {}",
+                table
+                    .get("column")
+                    .and_then(toml::Value::as_str)
+                    .map(|c| format!(" of {c:?}"))
+                    .unwrap_or_default(),
+                valid.join(", ")
+            ));
+        }
+        let raw: RawMask = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_owned())?;
+        Ok(Self {
+            column: raw.column,
+            strategy: raw.strategy,
+            expressions: raw.expressions,
+            predicates: raw.predicates,
+        })
+    }
 }
 
 /// `[policy]`: the Cedar policies every statement is authorized against.
@@ -904,6 +951,31 @@ file = "/etc/jitgate/policy.cedar"
     fn unknown_mask_option_is_rejected() {
         let bad = EXAMPLE.replace("keep_first = 1", "keep_frist = 1");
         assert!(toml::from_str::<Config>(&bad).is_err());
+    }
+
+    #[test]
+    fn every_mask_key_is_checked_whatever_the_strategy() {
+        let with = |mask: &str| {
+            EXAMPLE.replace(
+                "strategy = \"partial\", keep_first = 1",
+                &format!("strategy = {mask}"),
+            )
+        };
+        let good = with("\"null\", expressions = \"mask\", predicates = \"deny\"");
+        assert_ne!(good, EXAMPLE, "the example has a partial mask to replace");
+        let config: Config = toml::from_str(&good).expect("parses");
+        let mask = &config.targets[0].masks[0];
+        assert_eq!(mask.strategy, MaskStrategy::Null);
+        assert_eq!(mask.predicates, crate::masking::flow::OnPredicate::Deny);
+        for typo in [
+            "\"null\", predicate = \"deny\"",
+            "\"null\", text = \"x\"",
+            "\"hash\", keep_first = 1",
+            "\"redact\", expresions = \"mask\"",
+        ] {
+            let err = toml::from_str::<Config>(&with(typo)).expect_err(typo);
+            assert!(err.to_string().contains("unknown key"), "{typo}: {err}");
+        }
     }
 
     #[test]

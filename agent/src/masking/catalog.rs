@@ -31,6 +31,9 @@ pub struct MaskCatalog {
     /// Rules by relation (`schema`, `relname`) and column name, for statement lineage
     /// ([`super::flow`]).
     rules: HashMap<(String, String), HashMap<String, MaskRule>>,
+    /// Columns a policy unmasked for this session, by (table OID, attnum): content detectors
+    /// leave them alone too.
+    unmasked: HashSet<(u32, i16)>,
     /// Where each configured column was resolved: `(schema, table, column)` → (table OID,
     /// attnum, row type).
     resolved: HashMap<ColumnName, (u32, i16, Option<u32>)>,
@@ -60,6 +63,11 @@ impl MaskCatalog {
             return None;
         }
         self.columns.get(&(table_oid, column))
+    }
+
+    /// Whether a policy unmasked this column for the session.
+    pub fn is_unmasked(&self, table_oid: u32, column: i16) -> bool {
+        self.unmasked.contains(&(table_oid, column))
     }
 
     /// Whether `type_oid` is the row type of a table with protected columns.
@@ -193,6 +201,7 @@ impl MaskCatalog {
             return;
         };
         self.columns.remove(&(oid, attnum));
+        self.unmasked.insert((oid, attnum));
         let relation = (key.0, key.1);
         if let Some(rules) = self.rules.get_mut(&relation) {
             rules.remove(column);

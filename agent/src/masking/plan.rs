@@ -46,6 +46,8 @@ impl MaskPlan {
                 let strategy = match catalog.get(f.table_oid, f.column) {
                     Some(s) => s.clone(),
                     None if let Some(s) = overlay.get(index, f.table_oid) => s.clone(),
+                    // Unmasked by policy for this session: the detectors too leave it alone.
+                    None if catalog.is_unmasked(f.table_oid, f.column) => return None,
                     // A whole row of a protected table: no safe partial value exists.
                     None if catalog.is_protected_rowtype(f.type_oid) => MaskStrategy::Null,
                     None => match catalog.detectors() {
@@ -228,6 +230,31 @@ mod tests {
                 Some(&b"[redacted: email]"[..])
             ]
         );
+    }
+
+    #[test]
+    fn a_column_unmasked_by_policy_is_not_scanned_by_detectors_either() {
+        use crate::masking::detect::{Detector, Detectors};
+        let masks = [crate::config::MaskConfig {
+            column: "public.customers.email".into(),
+            strategy: MaskStrategy::Null,
+            expressions: Default::default(),
+            predicates: Default::default(),
+        }];
+        let mut catalog = crate::masking::catalog::customers_catalog(&masks);
+        catalog.set_detectors(std::sync::Arc::new(
+            Detectors::new(&[Detector::Email]).expect("enabled"),
+        ));
+        let fields = [field("email", 16390, 3, 25), field("other", 0, 0, 25)];
+        assert_eq!(MaskPlan::new(&catalog, &fields).columns.len(), 2);
+        catalog.unmask("public", "customers", "email");
+        let plan = MaskPlan::new(&catalog, &fields);
+        assert_eq!(
+            plan.columns.len(),
+            1,
+            "only the column no rule names is scanned"
+        );
+        assert_eq!(plan.columns[0].index, 1);
     }
 
     #[test]

@@ -37,7 +37,20 @@ pub async fn build(
         }
         None => MaskCatalog::default(),
     };
-    for (schema, table, column) in policy.unmasked(&catalog.configured_columns()) {
+    let resolved = catalog.configured_columns();
+    for mask in &target.masks {
+        let found = resolved
+            .iter()
+            .any(|(s, t, c)| mask.column == format!("{s}.{t}.{c}"));
+        if !found {
+            tracing::warn!(
+                column = %mask.column,
+                "a masked column this database does not have (spelling and case must match \
+                 pg_catalog): nothing is protected by that rule here"
+            );
+        }
+    }
+    for (schema, table, column) in policy.unmasked(&resolved) {
         tracing::info!(column = %format!("{schema}.{table}.{column}"), "unmasked for this session by policy");
         catalog.unmask(&schema, &table, &column);
     }

@@ -50,7 +50,12 @@ const DENIAL_HINT: &str = "This CI identity may not run this statement. Ask the 
 /// The hint of a denial by `rule`: the agent's masking rules are the target's `masks`
 /// settings, not Cedar policies.
 fn denial_hint(rule: &str) -> String {
-    if rule.starts_with("masking-") {
+    if matches!(rule, "masking-catalog" | "masking-dynamic-sql") {
+        format!(
+            "Refused by jitgate rule {rule}: this database has masked columns, and what this \
+             statement reads could not be masked. Query the tables themselves instead."
+        )
+    } else if rule.starts_with("masking-") {
         format!(
             "Refused by jitgate rule {rule}: this database masks the columns named above. Ask its \
              owners to change the target's masks (expressions, predicates) if the job needs it."

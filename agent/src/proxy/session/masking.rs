@@ -126,7 +126,7 @@ impl Session<'_> {
             )
         }) {
             return deny(
-                "masking-lineage",
+                "masking-catalog",
                 format!(
                     "jitgate: {view} shows column values (most common values, histogram bounds) \
                      and is not readable on a database with masked columns"
