@@ -200,12 +200,18 @@ fn a_killed_agent_loses_no_statement_its_clients_saw_complete() {
         events.len(),
         by_session(&events).len()
     );
-    let runs: Vec<&Event> = lifecycle(&events)
-        .into_iter()
-        .filter(|e| matches!(e.kind, Some(Kind::AgentStarted(_))))
-        .collect();
+    // The restarted agent's own start event is delivered from its spool like any other, and
+    // may arrive after the statements: wait for it.
+    let runs: Vec<String> = eventually("both agent runs recorded", || {
+        let runs: Vec<String> = lifecycle(&stored_events(&stack))
+            .into_iter()
+            .filter(|e| matches!(e.kind, Some(Kind::AgentStarted(_))))
+            .map(|e| e.session_id.clone())
+            .collect();
+        (runs.len() >= 2).then_some(runs)
+    });
     assert_eq!(runs.len(), 2, "two agent runs, each with its own chain");
-    assert_ne!(runs[0].session_id, runs[1].session_id);
+    assert_ne!(runs[0], runs[1]);
 }
 
 /// The server flushes a multi-statement Query's output only when its send buffer fills or the
