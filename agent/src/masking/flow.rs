@@ -8,13 +8,17 @@
 //! - An output computed from protected columns (`lower(email)`, `string_agg(email, ',')`,
 //!   `to_jsonb(c)`, a whole row) follows each rule's `expressions` setting: `deny` (the default)
 //!   refuses the statement; `mask` masks the output as a whole with the rule's strategy, or NULL
-//!   when several rules meet in one value.
+//!   when rules with different strategies meet in one value.
 //! - Predicates over protected columns (`WHERE email LIKE 'a%'`, `ORDER BY email`) follow each
 //!   rule's `predicates` setting: `allow` (the default, so lookups and joins on masked columns
 //!   still work), `deny`, or `approval`.
 //! - A protected value stored anywhere but a protected column (`INSERT INTO scratch SELECT
-//!   email …`, `UPDATE … SET name = email`, `CREATE TABLE … AS`) would later be read unmasked:
-//!   refused. So is `COPY … TO` of a protected column (COPY data is not masked).
+//!   email …`, `UPDATE … SET name = email`, `CREATE TABLE … AS`, `set_config`, advisory locks,
+//!   large objects) would later be read unmasked: refused. So is anything but a column's own
+//!   values, unchanged, stored in a protected column.
+//! - `COPY … TO` data is masked by column position ([`super::copy`]); a COPY whose protected
+//!   columns cannot be placed (a `*` followed by more columns) or whose ENCODING is not UTF8 is
+//!   refused.
 
 use std::collections::BTreeSet;
 
