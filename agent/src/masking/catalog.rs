@@ -126,6 +126,11 @@ impl MaskCatalog {
             .push((schema.to_owned(), relations));
     }
 
+    /// Whether any function of the database is noted as reading protected relations.
+    pub fn has_reading_functions(&self) -> bool {
+        !self.functions.is_empty()
+    }
+
     /// The names of functions noted as reading protected relations.
     pub fn function_names(&self) -> Vec<String> {
         self.functions.keys().cloned().collect()

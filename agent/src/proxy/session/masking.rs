@@ -200,7 +200,7 @@ impl Session<'_> {
                 .is_empty()
             || analysis.kinds.contains(&K::Do)
             || analysis.kinds.contains(&K::Call)
-            || (!self.catalog.function_names().is_empty()
+            || (self.catalog.has_reading_functions()
                 && [K::Insert, K::Update, K::Delete, K::Merge, K::CopyFrom]
                     .iter()
                     .any(|k| analysis.kinds.contains(k)));
@@ -221,7 +221,7 @@ impl Session<'_> {
         if Some(pid) == self.server_pid {
             self.touched_protected
         } else {
-            !self.catalog.function_names().is_empty()
+            self.catalog.has_reading_functions()
         }
     }
 
