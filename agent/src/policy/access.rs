@@ -87,7 +87,7 @@ pub fn walk_statement(stmt: &Value) -> Found {
 }
 
 /// Text of a `String` node (`{"String": {"sval": …}}`, or inside `{"node": …}`).
-fn string_node(v: &Value) -> Option<&str> {
+pub(crate) fn string_node(v: &Value) -> Option<&str> {
     let v = v.get("node").unwrap_or(v);
     v.get("String")?.get("sval")?.as_str()
 }

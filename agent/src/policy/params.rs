@@ -71,7 +71,7 @@ struct Count {
 }
 
 /// The tagged body of a node (`{"node": {"Tag": body}}` or `{"Tag": body}`).
-fn tagged<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
+pub(crate) fn tagged<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
     v.get("node").unwrap_or(v).get(tag)
 }
 

@@ -2,10 +2,9 @@
 //! PostgreSQL gives output columns.
 
 use super::*;
-/// The tagged body of a node (`{"node": {"Tag": body}}` or `{"Tag": body}`).
-pub(super) fn tagged<'a>(v: &'a Value, tag: &str) -> Option<&'a Value> {
-    v.get("node").unwrap_or(v).get(tag)
-}
+
+pub(super) use crate::policy::access::string_node;
+pub(super) use crate::policy::params::tagged;
 
 /// The tag and body of a node.
 pub(super) fn node(v: &Value) -> Option<(&str, &Value)> {
@@ -29,10 +28,6 @@ pub(super) fn text<'a>(v: &'a Value, field: &str) -> Option<&'a str> {
     v.get(field)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-}
-
-pub(super) fn string_node(v: &Value) -> Option<&str> {
-    tagged(v, "String")?.get("sval")?.as_str()
 }
 
 pub(super) fn range_var(v: &Value) -> Option<QualifiedName> {
